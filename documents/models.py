@@ -1,0 +1,168 @@
+"""Documents people upload, and the chunks that make them searchable."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Only me"
+    GROUPS = "groups", "Chosen groups"
+    SHARED = "shared", "Everyone signed in"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class DocumentQuerySet(models.QuerySet):
+    def visible_to(self, user) -> DocumentQuerySet:
+        """The documents ``user`` may read: own, shared, or shared with one of their groups.
+
+        Staff read everything; anonymous users read nothing. Every listing, page, API call and
+        retrieval goes through this one method.
+        """
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_staff:
+            return self.all()
+        return self.filter(
+            Q(owner=user)
+            | Q(visibility=Visibility.SHARED)
+            | Q(visibility=Visibility.GROUPS, groups__in=user.groups.all())
+        ).distinct()
+
+    def for_owner(self, user) -> DocumentQuerySet:
+        return self.filter(owner=user)
+
+
+class Document(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=300)
+    original_name = models.CharField(max_length=255)
+    mime_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
+    groups = models.ManyToManyField(Group, blank=True, related_name="documents")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    embedding_model = models.CharField(max_length=300, blank=True)
+    # Bumped by every (re-)ingestion request; a task run that finds a newer number stops, so
+    # a stale retry never overwrites the work of a newer one.
+    ingest_generation = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    ingested = models.DateTimeField(null=True, blank=True)
+
+    objects = DocumentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            # The same bytes uploaded twice by one owner are one document.
+            models.UniqueConstraint(fields=["owner", "sha256"], name="document_unique_owner_sha256"),
+            models.CheckConstraint(
+                condition=Q(progress_done__lte=models.F("progress_total")),
+                name="document_progress_within_total",
+            ),
+        ]
+        indexes = [
+            # "My documents" and the admin list: one owner's documents, newest first.
+            models.Index(fields=["owner", "-created"], name="document_owner_created"),
+            # The visibility filter of visible_to() for shared documents.
+            models.Index(fields=["visibility"], name="document_visibility"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        if self.progress_done > self.progress_total:
+            raise ValidationError("Progress cannot exceed the total number of chunks.")
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == Status.READY:
+            return 100
+        if not self.progress_total:
+            return 0
+        return int(100 * self.progress_done / self.progress_total)
+
+    @property
+    def is_busy(self) -> bool:
+        return self.status in (Status.PENDING, Status.PROCESSING)
+
+
+class DocumentFile(models.Model):
+    """The uploaded bytes, kept in Postgres so every web and worker replica can read them
+    with no shared volume, and one ``pg_dump`` backs up everything. A separate table keeps
+    document listings from ever loading file contents."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="file")
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"bytes of {self.document}"
+
+
+class ChunkQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ChunkQuerySet:
+        """Chunks of ready documents ``user`` may read (see ``DocumentQuerySet.visible_to``)."""
+        documents = Document.objects.visible_to(user).filter(status=Status.READY)
+        return self.filter(document__in=documents.values("pk"))
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    token_count = models.PositiveIntegerField()
+    # Where the text came from: "page 3" for PDF, "Install › Linux" for headed formats.
+    location = models.CharField(max_length=500, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    embedding = VectorField(dimensions=384)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("text", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    objects = ChunkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["document", "ordinal"]
+        constraints = [
+            # Exactly one set of chunks per document: a re-run replaces, never appends.
+            models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_document_ordinal"),
+        ]
+        indexes = [
+            # Dense retrieval: ORDER BY embedding <=> query (cosine distance).
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            # Full-text retrieval: search_vector @@ tsquery, ranked with ts_rank.
+            GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.ordinal}"

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+admin.site.site_header = "kb administration"
+admin.site.site_title = "kb admin"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
+    path("documents/", include("documents.urls")),
+    path("api/v1/", include("documents.api_urls")),
+    path("", include("chat.urls")),
+]
