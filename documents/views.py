@@ -1,10 +1,141 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Pages for users: the documents list, upload, a document's page with its chunks, delete, re-index.
 
+Every page reads documents through ``Document.objects.visible_to``: a document the user may
+not read is a 404. Changing one (delete, re-index) also needs its owner or staff: a reader
+who is neither gets a 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from documents import services
+from documents.forms import UploadForm
 from documents.models import Document
 
+log = logging.getLogger(__name__)
 
+DOCUMENTS_PER_PAGE = 50
+CHUNKS_PER_PAGE = 25
+
+
+def readable_document(user, public_id: uuid.UUID) -> Document:
+    """The document ``public_id`` if ``user`` may read it; 404 otherwise (existence is not revealed)."""
+    documents = Document.objects.visible_to(user).select_related("owner")
+    return get_object_or_404(documents, public_id=public_id)
+
+
+def can_modify(user, document: Document) -> bool:
+    return user.is_staff or document.owner_id == user.pk
+
+
+def modifiable_document(user, public_id: uuid.UUID) -> Document:
+    """The document ``public_id`` if ``user`` owns it or is staff: 404 for non-readers, 403 for other readers."""
+    document = readable_document(user, public_id)
+    if not can_modify(user, document):
+        raise PermissionDenied("Only the owner of this document or an administrator can change it.")
+    return document
+
+
+@require_GET
 @login_required
-def document_list(request):
-    documents = Document.objects.visible_to(request.user)
-    return render(request, "documents/list.html", {"documents": documents})
+def document_list(request: HttpRequest) -> HttpResponse:
+    documents = (
+        Document.objects.visible_to(request.user)
+        .select_related("owner")
+        .annotate(chunk_count=Count("chunks", distinct=True))
+        .order_by("-created", "-pk")
+    )
+    page = Paginator(documents, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "documents/list.html", {"page": page, "documents": page.object_list})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        upload_file = form.cleaned_data["file"]
+        try:
+            document, created = services.upload_document(
+                request.user,
+                file_name=upload_file.name,
+                data=upload_file.read(),
+                title=form.cleaned_data["title"],
+                visibility=form.cleaned_data["visibility"],
+                groups=list(form.cleaned_data["groups"]),
+            )
+        except services.UploadError as exc:
+            form.add_error("file", exc.message)
+        else:
+            if created:
+                messages.success(request, f"Uploaded “{document.title}”. It will be searchable once it is ready.")
+            else:
+                messages.info(request, f"You already uploaded this file as “{document.title}”.")
+            return redirect("documents:detail", public_id=document.public_id)
+    status = 400 if form.errors else 200
+    return render(request, "documents/upload.html", {"form": form}, status=status)
+
+
+@require_GET
+@login_required
+def detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    document = readable_document(request.user, public_id)
+    chunks = document.chunks.only("ordinal", "text", "token_count", "location", "page", "document_id").order_by(
+        "ordinal"
+    )
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "document": document,
+        "page": page,
+        "chunks": page.object_list,
+        "chunk_count": page.paginator.count,
+        "can_modify": can_modify(request.user, document),
+    }
+    return render(request, "documents/detail.html", context)
+
+
+@require_GET
+@login_required
+def status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The status badge + progress bar, polled by htmx every 2 s while the document is busy.
+
+    With ``?reload=1`` (the document page), a document that has finished asks htmx to reload
+    the page so its chunks appear.
+    """
+    document = readable_document(request.user, public_id)
+    response = render(request, "documents/_status.html", {"document": document, "reload": "reload" in request.GET})
+    if request.GET.get("reload") and not document.is_busy:
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    document = modifiable_document(request.user, public_id)
+    if request.method == "POST":
+        title = document.title
+        services.delete_document(document)
+        messages.success(request, f"Deleted “{title}”.")
+        return redirect("documents:list")
+    return render(request, "documents/confirm_delete.html", {"document": document})
+
+
+@require_POST
+@login_required
+def reindex(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    document = modifiable_document(request.user, public_id)
+    services.reindex_document(document)
+    messages.success(request, f"Re-indexing “{document.title}”.")
+    return redirect("documents:detail", public_id=document.public_id)
