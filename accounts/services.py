@@ -42,3 +42,8 @@ def bearer_token(header_value: str | None) -> str | None:
         return None
     return value.strip()
 
+
+def revoke_api_token(token: ApiToken) -> None:
+    """Delete ``token``: calls made with it are refused from now on."""
+    token.delete()
+    log.info("revoked API token %s of user %s", token.public_id, token.user_id)

@@ -1,17 +1,21 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, reverse_lazy
 
 from accounts import views
 
 app_name = "accounts"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="accounts/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/",
         auth_views.PasswordChangeView.as_view(
-            template_name="accounts/password_change.html", success_url="/accounts/password/done/"
+            template_name="accounts/password_change.html", success_url=reverse_lazy("accounts:password_change_done")
         ),
         name="password_change",
     ),
@@ -21,5 +25,6 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("tokens/", views.tokens, name="tokens"),
+    path("tokens/<uuid:public_id>/revoke/", views.revoke_token, name="revoke_token"),
     path("signup/", views.signup, name="signup"),
 ]

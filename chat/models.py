@@ -1,0 +1,187 @@
+"""Saved conversations: each user's questions, the model's answers, and the passages they cited."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+TITLE_MAX_LENGTH = 200
+
+
+class ConversationQuerySet(models.QuerySet):
+    def for_user(self, user) -> ConversationQuerySet:
+        """The conversations ``user`` owns; nobody else's, ever (staff included — they review
+        conversations in the admin, not in the chat page)."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+    def search(self, text: str) -> ConversationQuerySet:
+        """Conversations whose title or any message contains ``text`` (case-insensitive).
+
+        A substring scan over one user's messages: fine for personal histories; a trigram
+        index would be the next step for very large ones.
+        """
+        text = (text or "").strip()
+        if not text:
+            return self
+        matching = Message.objects.filter(content__icontains=text).values("conversation_id")
+        return self.filter(Q(title__icontains=text) | Q(pk__in=matching))
+
+
+class Conversation(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    # Empty until the first question names it (see services.append_user_message).
+    title = models.CharField(max_length=TITLE_MAX_LENGTH, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    # The generation parameters chosen in the settings panel (chat.llm.GenerationParams.to_dict()),
+    # remembered per conversation. Empty: the site defaults.
+    settings = models.JSONField(default=dict, blank=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated"]
+        indexes = [
+            # The sidebar: one user's conversations, most recently active first.
+            models.Index(fields=["user", "-updated"], name="conversation_user_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New conversation"
+
+
+class Role(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class MessageStatus(models.TextChoices):
+    COMPLETE = "complete", "Complete"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+class Feedback(models.IntegerChoices):
+    UP = 1, "Thumbs up"
+    NONE = 0, "None"
+    DOWN = -1, "Thumbs down"
+
+
+class Message(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=MessageStatus.choices, default=MessageStatus.COMPLETE)
+    # Why a failed answer failed, in words a user can read.
+    error = models.TextField(blank=True)
+    # Generation record of an assistant message; empty/null for user messages and for the
+    # "not in the knowledge base" answer, which calls no model.
+    model = models.CharField(max_length=300, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
+    tokens_per_s = models.FloatField("tokens per second", null=True, blank=True)
+    feedback = models.SmallIntegerField(choices=Feedback.choices, default=Feedback.NONE)
+    feedback_comment = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "created", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="message_role_valid"),
+            models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),
+            models.CheckConstraint(condition=Q(feedback__in=Feedback.values), name="message_feedback_valid"),
+            # Users rate answers, not their own questions.
+            models.CheckConstraint(
+                condition=Q(role=Role.ASSISTANT) | (Q(feedback=Feedback.NONE) & Q(feedback_comment="")),
+                name="message_feedback_only_on_answers",
+            ),
+        ]
+        indexes = [
+            # A conversation's messages in order (conversation page, prompt history, export).
+            models.Index(fields=["conversation", "created"], name="message_conversation_created"),
+            # The admin's feedback filter: the few rated answers among many unrated ones.
+            models.Index(
+                fields=["feedback", "-created"], name="message_rated_created", condition=~Q(feedback=Feedback.NONE)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        preview = self.content[:60] + ("…" if len(self.content) > 60 else "")
+        return f"{self.get_role_display()}: {preview}"
+
+    def clean(self) -> None:
+        if self.role != Role.ASSISTANT and (self.feedback != Feedback.NONE or self.feedback_comment):
+            raise ValidationError("Only answers can receive feedback.")
+
+    @property
+    def feedback_label(self) -> str:
+        return {Feedback.UP: "up", Feedback.DOWN: "down"}.get(self.feedback, "none")
+
+    @property
+    def stats(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_ms": self.ttft_ms,
+            "tokens_per_s": self.tokens_per_s,
+            "model": self.model,
+        }
+
+
+class Citation(models.Model):
+    """A passage an answer was given as evidence, numbered as the model saw it.
+
+    The passage's title, location and text are copied: re-indexing or deleting the
+    document replaces its chunks, and an old answer must keep showing what it was based on.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
+    chunk = models.ForeignKey(
+        "documents.Chunk", on_delete=models.SET_NULL, null=True, blank=True, related_name="citations"
+    )
+    document = models.ForeignKey(
+        "documents.Document", on_delete=models.SET_NULL, null=True, blank=True, related_name="citations"
+    )
+    # The public id of the document, kept after the document itself is deleted.
+    document_public_id = models.UUIDField(null=True, blank=True)
+    n = models.PositiveSmallIntegerField("rank")
+    score = models.FloatField()
+    title = models.CharField(max_length=300)
+    location = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["message", "n"]
+        constraints = [
+            # [n] markers in an answer point at exactly one passage.
+            models.UniqueConstraint(fields=["message", "n"], name="citation_unique_message_n"),
+            models.CheckConstraint(condition=Q(n__gte=1), name="citation_n_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.n}] {self.title}"
+
+    def as_source(self) -> dict:
+        """The shape of one entry in the websocket ``sources`` event and the API."""
+        return {
+            "n": self.n,
+            "document": str(self.document_public_id) if self.document_public_id else None,
+            "title": self.title,
+            "location": self.location,
+            "text": self.text,
+            "score": self.score,
+        }

@@ -1,3 +1,7 @@
 from django.urls import path
 
-websocket_urlpatterns: list = []
+from chat.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/<uuid:conversation_id>/", ChatConsumer.as_asgi(), name="chat-socket"),
+]

@@ -37,6 +37,7 @@ from documents.models import Chunk
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "text"]
+Fusion = Literal["rrf", "convex"]
 MAX_QUERY_CHARS = 2000
 MAX_K = 50
 
@@ -71,6 +72,7 @@ class _Candidate:
     similarity: float
     dense_rank: int | None = None
     text_rank: int | None = None
+    text_score: float = 0.0
     fused: float = 0.0
 
 
@@ -82,6 +84,7 @@ def search(
     mode: Mode = "hybrid",
     candidates: int | None = None,
     apply_floor: bool = True,
+    fusion: Fusion | None = None,
 ) -> list[Hit]:
     """The ``k`` best chunks for ``query`` among those ``user`` may read (see module doc)."""
     query = (query or "").strip()[:MAX_QUERY_CHARS]
@@ -99,17 +102,13 @@ def search(
         for rank, chunk in enumerate(_full_text(visible, vector, query, pool), start=1):
             entry = found.setdefault(chunk.pk, _Candidate(chunk, 1.0 - chunk.distance))
             entry.text_rank = rank
+            entry.text_score = float(chunk.rank)
     if not found:
         return []
     if apply_floor and max(c.similarity for c in found.values()) < settings.RETRIEVAL_MIN_SIMILARITY:
         log.info("no chunk reaches the relevance floor for a %d-character query", len(query))
         return []
-    rrf_k = settings.RETRIEVAL_RRF_K
-    for entry in found.values():
-        if entry.dense_rank is not None:
-            entry.fused += settings.RETRIEVAL_DENSE_WEIGHT / (rrf_k + entry.dense_rank)
-        if entry.text_rank is not None:
-            entry.fused += settings.RETRIEVAL_TEXT_WEIGHT / (rrf_k + entry.text_rank)
+    _fuse(list(found.values()), fusion or settings.RETRIEVAL_FUSION)
     ranked = sorted(found.values(), key=lambda c: (-c.fused, -c.similarity, c.chunk.pk))
     if apply_floor:
         # Keep weak neighbours out of the prompt: a passage far below the floor only
@@ -117,6 +116,29 @@ def search(
         weakest = settings.RETRIEVAL_MIN_SIMILARITY / 2
         ranked = [c for c in ranked if c.similarity >= weakest]
     return [_hit(entry) for entry in ranked[:k]]
+
+
+def _fuse(entries: list[_Candidate], fusion: Fusion) -> None:
+    """Give every candidate its fused score.
+
+    ``rrf``: reciprocal rank fusion, ``w_dense / (K + dense rank) + w_text / (K + text rank)``.
+    ``convex``: ``w_dense * cosine similarity + w_text * ts_rank / best ts_rank``. Every
+    candidate's cosine similarity is known exactly (the full-text query computes it too), so
+    the dense side has no missing values, and the text side is scaled to [0, 1] per query.
+    """
+    dense_w, text_w = settings.RETRIEVAL_DENSE_WEIGHT, settings.RETRIEVAL_TEXT_WEIGHT
+    if fusion == "rrf":
+        rrf_k = settings.RETRIEVAL_RRF_K
+        for entry in entries:
+            entry.fused = 0.0
+            if entry.dense_rank is not None:
+                entry.fused += dense_w / (rrf_k + entry.dense_rank)
+            if entry.text_rank is not None:
+                entry.fused += text_w / (rrf_k + entry.text_rank)
+        return
+    best_text = max((e.text_score for e in entries), default=0.0) or 1.0
+    for entry in entries:
+        entry.fused = dense_w * entry.similarity + text_w * entry.text_score / best_text
 
 
 def _hit(entry: _Candidate) -> Hit:

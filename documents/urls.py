@@ -6,4 +6,9 @@ app_name = "documents"
 
 urlpatterns = [
     path("", views.document_list, name="list"),
+    path("upload/", views.upload, name="upload"),
+    path("<uuid:public_id>/", views.detail, name="detail"),
+    path("<uuid:public_id>/status/", views.status, name="status"),
+    path("<uuid:public_id>/delete/", views.delete, name="delete"),
+    path("<uuid:public_id>/reindex/", views.reindex, name="reindex"),
 ]

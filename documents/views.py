@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -63,8 +64,11 @@ def document_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
-    form = UploadForm(request.POST or None, request.FILES or None, user=request.user)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES, user=request.user)
+    else:
+        form = UploadForm(user=request.user)
+    if form.is_bound and form.is_valid():
         upload_file = form.cleaned_data["file"]
         try:
             document, created = services.upload_document(
@@ -84,7 +88,8 @@ def upload(request: HttpRequest) -> HttpResponse:
                 messages.info(request, f"You already uploaded this file as “{document.title}”.")
             return redirect("documents:detail", public_id=document.public_id)
     status = 400 if form.errors else 200
-    return render(request, "documents/upload.html", {"form": form}, status=status)
+    context = {"form": form, "upload_limit": settings.UPLOAD_MAX_BYTES}
+    return render(request, "documents/upload.html", context, status=status)
 
 
 @require_GET

@@ -156,6 +156,11 @@ CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 # Retrieval.
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50, minimum=1, maximum=1000)
+# How dense and full-text rankings are merged: "rrf" (reciprocal rank fusion) or "convex"
+# (weighted sum of cosine similarity and per-query scaled ts_rank). See docs/architecture.md.
+RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "rrf")
+if RETRIEVAL_FUSION not in ("rrf", "convex"):
+    raise ImproperlyConfigured(f"RETRIEVAL_FUSION must be 'rrf' or 'convex', got {RETRIEVAL_FUSION!r}")
 RETRIEVAL_RRF_K = env_int("RETRIEVAL_RRF_K", 60, minimum=1)
 RETRIEVAL_DENSE_WEIGHT = env_float("RETRIEVAL_DENSE_WEIGHT", 1.0, minimum=0)
 RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0, minimum=0)
@@ -171,6 +176,8 @@ LLM_MODEL_NAME = env_str("LLM_MODEL_NAME", "")
 LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # 0: all cores
 LLM_CONTEXT = env_int("LLM_CONTEXT", 4096, minimum=512)
 LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 512, minimum=1)
+# Each retrieved passage is cut to this many tokens in the prompt (small models need short prompts).
+LLM_PASSAGE_MAX_TOKENS = env_int("LLM_PASSAGE_MAX_TOKENS", 320, minimum=16)
 
 # Background work: django-q2 with its ORM broker (Postgres). No Redis.
 Q_CLUSTER = {

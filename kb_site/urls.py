@@ -12,5 +12,6 @@ urlpatterns = [
     path("documents/", include("documents.urls")),
     path("api/v1/search", search_api.search, name="api-search"),
     path("api/v1/", include("documents.api_urls")),
+    path("api/v1/", include("chat.api_urls")),
     path("", include("chat.urls")),
 ]

@@ -1,0 +1,106 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every role of kb: `web` (daphne), `worker` (qcluster), `migrate`, `llm`
+# (llama_cpp.server). See deploy/docker-entrypoint.sh and docs/deploy.md.
+#
+#   docker build -t kb .
+#   docker run --rm -e DATABASE_URL=postgres://... -e SECRET_KEY=... -e ALLOWED_HOSTS=... -p 8000:8000 kb web
+#
+# Base images are pinned by tag; production builds can pin them by digest as well
+# (FROM python:3.11-slim-bookworm@sha256:...), see docs/deploy.md.
+
+# ---------------------------------------------------------------------------------------
+# Builder: compile llama-cpp-python into a wheel. Its C++ core (llama.cpp / ggml) is built
+# for a portable x86-64 baseline rather than for the build machine's CPU (GGML_NATIVE=OFF):
+# AVX2/FMA/F16C, which every current EC2 x86-64 instance type has, and no AVX-512, so the
+# image runs on any EKS node. Override with --build-arg LLAMA_CMAKE_ARGS=... if needed
+# (for example "-DGGML_NATIVE=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF" for
+# very old CPUs).
+# ---------------------------------------------------------------------------------------
+FROM python:3.11-slim-bookworm AS builder
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# Pinning Debian package versions breaks the build at every point release of the base
+# image; the base image tag (and digest, when pinned) fixes the toolchain instead.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+ENV CMAKE_ARGS=${LLAMA_CMAKE_ARGS} \
+    CMAKE_BUILD_PARALLEL_LEVEL=4 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /build
+COPY requirements.txt ./
+# The version comes from requirements.txt, so the wheel always matches the pin there.
+RUN spec="$(grep -E '^llama-cpp-python(\[[a-z,]+\])?==' requirements.txt | sed -E 's/\[[a-z,]+\]//')" \
+    && test -n "$spec" \
+    && pip wheel --no-deps --no-binary llama-cpp-python --wheel-dir /wheels "$spec"
+
+# ---------------------------------------------------------------------------------------
+# Runtime: slim Python, the prebuilt llama-cpp-python wheel, the CPU build of torch,
+# the application, collected static files, and a non-root user.
+# ---------------------------------------------------------------------------------------
+FROM python:3.11-slim-bookworm AS runtime
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# libgomp1: llama.cpp's OpenMP runtime. tini: PID 1 that forwards signals and reaps zombies.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 tini \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_HOME=/tmp/huggingface \
+    XDG_CACHE_HOME=/tmp/cache \
+    HOME=/tmp \
+    PORT=8000
+
+# torch comes from PyTorch's CPU-only index (about 200 MB) and is installed first, so that
+# `pip install -r requirements.txt` finds torch==<pin> already satisfied (2.x.y+cpu matches
+# ==2.x.y) and never pulls the multi-GB CUDA build from PyPI. Everything else comes from
+# PyPI; llama-cpp-python comes only from the wheel built above (--only-binary).
+COPY requirements.txt /tmp/requirements.txt
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m venv /opt/venv \
+    && torch_version="$(sed -n -E 's/^torch==([^ ;#]+).*/\1/p' /tmp/requirements.txt)" \
+    && test -n "$torch_version" \
+    && pip install --index-url https://download.pytorch.org/whl/cpu "torch==${torch_version}" \
+    && pip install --find-links /wheels --only-binary llama-cpp-python -r /tmp/requirements.txt \
+    && python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 'CUDA torch found')" \
+    && rm /tmp/requirements.txt
+
+# The code belongs to root and is read-only for the app user.
+WORKDIR /app
+COPY . /app
+RUN chmod 0755 /app/deploy/docker-entrypoint.sh \
+    && python -m compileall -q /app \
+    && DEBUG=false SECRET_KEY=build ALLOWED_HOSTS=x DATABASE_URL=postgres://build@localhost/build \
+       python manage.py collectstatic --noinput \
+    && groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
+
+USER 10001:10001
+
+# 8000: web (daphne); 8080: llm (llama_cpp.server).
+EXPOSE 8000 8080
+
+# Kubernetes uses its own probes; this one serves `docker run` and compose. It checks the
+# role this container runs (see `healthcheck` in the entrypoint).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/app/deploy/docker-entrypoint.sh", "healthcheck"]
+
+ENTRYPOINT ["/usr/bin/tini", "--", "/app/deploy/docker-entrypoint.sh"]
+CMD ["web"]

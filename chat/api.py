@@ -1,0 +1,101 @@
+"""JSON API for conversations (``/api/v1/conversations/``), by Bearer token or session.
+
+- ``POST /api/v1/conversations/`` — optional JSON ``{"title": "..."}`` (or a ``title`` form
+  field) → 201
+  ``{"id": uuid, "title", "created", "updated", "url", "socket"}``. The socket path is where
+  to ask questions (docs/websocket-protocol.md).
+- ``GET /api/v1/conversations/?q=text`` — the caller's conversations, most recent first
+  (optionally those whose title or messages contain ``text``).
+- ``GET /api/v1/conversations/<id>/`` — one conversation with its messages; answers carry
+  their citations, sampling params, stats, status and feedback.
+- ``DELETE /api/v1/conversations/<id>/`` — 204.
+
+Another user's conversation is a 404 whatever the method. Errors: ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from accounts.api import ApiError, api_view
+from chat import services
+from chat.models import Conversation
+
+LIST_LIMIT = 200
+
+
+def _socket_path(conversation: Conversation) -> str:
+    return f"/ws/chat/{conversation.public_id}/"
+
+
+def conversation_summary(conversation: Conversation, request: HttpRequest) -> dict:
+    data = {
+        "id": str(conversation.public_id),
+        "title": conversation.display_title,
+        "created": conversation.created.isoformat(),
+        "updated": conversation.updated.isoformat(),
+        "url": request.build_absolute_uri(reverse("chat_api:conversation", args=[conversation.public_id])),
+        "socket": _socket_path(conversation),
+    }
+    if hasattr(conversation, "message_count"):
+        data["message_count"] = conversation.message_count
+    return data
+
+
+def _get_owned(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
+    conversation = Conversation.objects.for_user(request.user).filter(public_id=public_id).first()
+    if conversation is None:
+        raise ApiError("Conversation not found.", 404)
+    return conversation
+
+
+def _body(request: HttpRequest) -> dict:
+    """A JSON object body, or form fields when the request is not JSON."""
+    if request.content_type != "application/json":
+        return request.POST.dict()
+    if not request.body:
+        return {}
+    try:
+        body = json.loads(request.body)
+    except ValueError as exc:
+        raise ApiError("The request body must be JSON.") from exc
+    if not isinstance(body, dict):
+        raise ApiError("The request body must be a JSON object.")
+    return body
+
+
+@api_view(["GET", "POST"])
+def conversations(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        title = _body(request).get("title", "")
+        if not isinstance(title, str):
+            raise ApiError('"title" must be a string.')
+        try:
+            conversation = services.create_conversation(request.user, title)
+        except ValidationError as exc:
+            raise ApiError(" ".join(exc.messages)) from exc
+        return JsonResponse(conversation_summary(conversation, request), status=201)
+    found = (
+        Conversation.objects.for_user(request.user)
+        .search(request.GET.get("q", ""))
+        .annotate(message_count=Count("messages"))
+        .order_by("-updated")[:LIST_LIMIT]
+    )
+    return JsonResponse({"conversations": [conversation_summary(c, request) for c in found]})
+
+
+@api_view(["GET", "DELETE"])
+def conversation(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    found = _get_owned(request, public_id)
+    if request.method == "DELETE":
+        services.delete_conversation(found)
+        return HttpResponse(status=204)
+    data = services.export_json(found)
+    data["socket"] = _socket_path(found)
+    return JsonResponse(data)

@@ -1,0 +1,276 @@
+"""Writes for chat: conversations, messages with their citations and stats, feedback, exports.
+
+Every write to chat models goes through here. Functions validate what a user can get wrong
+and raise ``django.core.exceptions.ValidationError`` with a readable message, changing nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import TITLE_MAX_LENGTH, Citation, Conversation, Feedback, Message, MessageStatus, Role
+from documents.models import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_COMMENT_MAX_CHARS = 2000
+QUESTION_MAX_CHARS = 4000
+
+
+class Source(Protocol):
+    """What a citation is made from: ``documents.retrieval.Hit`` satisfies this."""
+
+    chunk_id: int
+    document_id: Any  # the document's public UUID
+    title: str
+    location: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What the engine reports about one answer; every field may be unknown (None)."""
+
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: int | None = None
+    tokens_per_s: float | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_ms": self.ttft_ms,
+            "tokens_per_s": self.tokens_per_s,
+            "model": self.model,
+        }
+
+
+def _clean_title(title: str) -> str:
+    title = " ".join((title or "").split())
+    if not title:
+        raise ValidationError("A title cannot be empty.")
+    if len(title) > TITLE_MAX_LENGTH:
+        raise ValidationError(f"A title can have at most {TITLE_MAX_LENGTH} characters.")
+    return title
+
+
+def _title_from_question(question: str) -> str:
+    words = " ".join(question.split())
+    if len(words) <= 60:
+        return words
+    return words[:60].rsplit(" ", 1)[0] + "…"
+
+
+def create_conversation(user, title: str = "") -> Conversation:
+    """Start an empty conversation for ``user``; a blank title is filled by the first question."""
+    title = _clean_title(title) if title and title.strip() else ""
+    conversation = Conversation.objects.create(user=user, title=title)
+    log.info("user %s started conversation %s", user.pk, conversation.public_id)
+    return conversation
+
+
+def rename_conversation(conversation: Conversation, title: str) -> Conversation:
+    """Rename; raises ValidationError for an empty or over-long title."""
+    conversation.title = _clean_title(title)
+    conversation.save(update_fields=["title", "updated"])
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    """Delete a conversation with all its messages and citations (documents are untouched)."""
+    public_id, user_id = conversation.public_id, conversation.user_id
+    conversation.delete()
+    log.info("user %s deleted conversation %s", user_id, public_id)
+
+
+def update_conversation_settings(conversation: Conversation, params: dict) -> Conversation:
+    """Remember generation parameters for this conversation. ``params`` must already be
+    validated (``GenerationParams.from_dict(...).to_dict()``)."""
+    conversation.settings = dict(params)
+    conversation.save(update_fields=["settings", "updated"])
+    return conversation
+
+
+def append_user_message(conversation: Conversation, content: str) -> Message:
+    """Save a question; the first question of an untitled conversation becomes its title."""
+    with transaction.atomic():
+        message = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
+        fields = ["updated"]
+        if not conversation.title:
+            conversation.title = _title_from_question(content)
+            fields.append("title")
+        conversation.save(update_fields=fields)
+    return message
+
+
+def save_assistant_message(
+    conversation: Conversation,
+    *,
+    content: str,
+    status: str = MessageStatus.COMPLETE,
+    sources: Sequence[Source] = (),
+    stats: GenerationStats | None = None,
+    params: dict | None = None,
+    error: str = "",
+) -> Message:
+    """Save an answer (complete, stopped with its partial text, or failed) with its citations.
+
+    ``sources`` are numbered 1..n in the order given — the order the model saw them — and
+    their text is copied. A chunk or document deleted since retrieval is cited by its copy
+    alone (the foreign key is left empty).
+    """
+    stats = stats or GenerationStats()
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Role.ASSISTANT,
+            content=content,
+            status=status,
+            error=error,
+            model=stats.model or "",
+            params=params or {},
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            ttft_ms=stats.ttft_ms,
+            tokens_per_s=stats.tokens_per_s,
+        )
+        _create_citations(message, sources)
+        conversation.save(update_fields=["updated"])
+    log.info(
+        "saved %s answer %s in conversation %s (%d sources)",
+        status,
+        message.public_id,
+        conversation.public_id,
+        len(sources),
+    )
+    return message
+
+
+def _create_citations(message: Message, sources: Sequence[Source]) -> None:
+    if not sources:
+        return
+    chunk_ids = set(Chunk.objects.filter(pk__in=[s.chunk_id for s in sources]).values_list("pk", flat=True))
+    documents = dict(
+        Document.objects.filter(public_id__in=[s.document_id for s in sources]).values_list("public_id", "pk")
+    )
+    Citation.objects.bulk_create(
+        Citation(
+            message=message,
+            n=n,
+            chunk_id=source.chunk_id if source.chunk_id in chunk_ids else None,
+            document_id=documents.get(source.document_id),
+            document_public_id=source.document_id,
+            score=float(source.score),
+            title=source.title[:300],
+            location=(source.location or "")[:500],
+            text=source.text,
+        )
+        for n, source in enumerate(sources, start=1)
+    )
+
+
+def set_feedback(message: Message, value: str | int, comment: str = "") -> Message:
+    """Rate an answer up, down or back to none, with an optional comment.
+
+    ``value``: "up" / "down" / "none" or 1 / -1 / 0. Raises ValidationError for a question
+    (only answers are rated), an unknown value or an over-long comment.
+    """
+    if message.role != Role.ASSISTANT:
+        raise ValidationError("Only answers can be rated.")
+    by_name = {"up": Feedback.UP, "down": Feedback.DOWN, "none": Feedback.NONE}
+    if isinstance(value, str) and value.strip().lower() in by_name:
+        feedback = by_name[value.strip().lower()]
+    elif isinstance(value, int) and not isinstance(value, bool) and value in Feedback.values:
+        feedback = Feedback(value)
+    else:
+        raise ValidationError('Feedback must be "up", "down" or "none".')
+    comment = (comment or "").strip()
+    if len(comment) > FEEDBACK_COMMENT_MAX_CHARS:
+        raise ValidationError(f"A comment can have at most {FEEDBACK_COMMENT_MAX_CHARS} characters.")
+    message.feedback = feedback
+    message.feedback_comment = comment if feedback != Feedback.NONE else ""
+    message.save(update_fields=["feedback", "feedback_comment"])
+    log.info("feedback %s on answer %s", message.feedback_label, message.public_id)
+    return message
+
+
+# --- exports -------------------------------------------------------------------------------
+
+
+def _messages_for_export(conversation: Conversation) -> Iterable[Message]:
+    return conversation.messages.order_by("created", "pk").prefetch_related("citations")
+
+
+def export_json(conversation: Conversation) -> dict:
+    """The whole conversation as plain JSON-able data (the same shape as the API detail)."""
+    return conversation_as_dict(conversation, _messages_for_export(conversation))
+
+
+def conversation_as_dict(conversation: Conversation, messages: Iterable[Message]) -> dict:
+    return {
+        "id": str(conversation.public_id),
+        "title": conversation.display_title,
+        "created": conversation.created.isoformat(),
+        "updated": conversation.updated.isoformat(),
+        "settings": conversation.settings,
+        "messages": [message_as_dict(m) for m in messages],
+    }
+
+
+def message_as_dict(message: Message) -> dict:
+    data = {
+        "id": str(message.public_id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "created": message.created.isoformat(),
+    }
+    if message.role == Role.ASSISTANT:
+        data.update(
+            {
+                "error": message.error,
+                "params": message.params,
+                "stats": message.stats,
+                "feedback": message.feedback_label,
+                "feedback_comment": message.feedback_comment,
+                "citations": [c.as_source() for c in message.citations.all()],
+            }
+        )
+    return data
+
+
+def export_markdown(conversation: Conversation) -> str:
+    """The conversation as a readable Markdown document, with each answer's sources."""
+    exported = timezone.localtime().strftime("%Y-%m-%d %H:%M %Z")
+    lines = [f"# {conversation.display_title}", "", f"_Exported from kb on {exported}._", ""]
+    for message in _messages_for_export(conversation):
+        if message.role == Role.USER:
+            lines += ["## Question", "", message.content, ""]
+            continue
+        heading = "## Answer"
+        if message.status != MessageStatus.COMPLETE:
+            heading += f" ({message.get_status_display().lower()})"
+        lines += [heading, "", message.content or "_(no text)_", ""]
+        if message.error:
+            lines += [f"> Error: {message.error}", ""]
+        citations = list(message.citations.all())
+        if citations:
+            lines += ["### Sources", ""]
+            for citation in citations:
+                where = f" — {citation.location}" if citation.location else ""
+                quoted = "\n".join(f"   > {line}" for line in citation.text.splitlines() if line.strip())
+                lines += [f"{citation.n}. **{citation.title}**{where}", quoted, ""]
+        if message.feedback != Feedback.NONE:
+            comment = f": {message.feedback_comment}" if message.feedback_comment else ""
+            lines += [f"_Feedback: {message.feedback_label}{comment}_", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,195 @@
+"""The chat pages: conversation list, one conversation, rename/delete, settings, export, feedback.
+
+Every view reads conversations through ``Conversation.objects.for_user``: someone else's
+conversation (or message) is a 404, whatever the method. Answers themselves stream over the
+websocket (``chat.consumers``), not through these views.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import llm, services
+from chat.forms import FeedbackForm, NewConversationForm, RenameForm
+from chat.models import Citation, Conversation, Message, Role
+
+log = logging.getLogger(__name__)
+
+SIDEBAR_LIMIT = 100
+PENDING_QUESTION_KEY = "chat_pending_question"
+# Stands in for a message id in URL templates handed to chat.js.
+_ID_PLACEHOLDER = uuid.UUID(int=0)
+
+
+def owned_conversation(user, public_id: uuid.UUID) -> Conversation:
+    """The conversation ``public_id`` if ``user`` owns it; 404 otherwise."""
+    return get_object_or_404(Conversation.objects.for_user(user), public_id=public_id)
+
+
+def owned_answer(user, public_id: uuid.UUID) -> Message:
+    """The assistant message ``public_id`` in one of ``user``'s conversations; 404 otherwise."""
+    answers = Message.objects.filter(conversation__in=Conversation.objects.for_user(user), role=Role.ASSISTANT)
+    return get_object_or_404(answers.select_related("conversation"), public_id=public_id)
+
+
+def generation_settings(conversation: Conversation) -> dict:
+    """The conversation's remembered parameters, complete with defaults (and back to the
+    site defaults if they no longer validate, e.g. after LLM_MAX_TOKENS was lowered)."""
+    try:
+        return llm.GenerationParams.from_dict(conversation.settings).to_dict()
+    except llm.InvalidParams:
+        return llm.GenerationParams.from_dict({}).to_dict()
+
+
+def _sidebar(request: HttpRequest) -> dict:
+    query = request.GET.get("q", "").strip()
+    conversations = Conversation.objects.for_user(request.user).search(query).order_by("-updated")
+    return {"conversations": conversations[:SIDEBAR_LIMIT], "q": query}
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    context = _sidebar(request)
+    context.update(
+        conversation=None,
+        new_form=NewConversationForm(),
+        chat_config={"conversation": None, "maxQuestionChars": services.QUESTION_MAX_CHARS},
+    )
+    return render(request, "chat/chat.html", context)
+
+
+@require_POST
+@login_required
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    """Start a conversation; a question typed on the start page is asked when it opens."""
+    form = NewConversationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors.get("question", ["Invalid question."])))
+        return redirect("chat:home")
+    conversation = services.create_conversation(request.user)
+    if form.cleaned_data["question"]:
+        request.session[PENDING_QUESTION_KEY] = {
+            "conversation": str(conversation.public_id),
+            "question": form.cleaned_data["question"],
+        }
+    return redirect("chat:conversation", conversation.public_id)
+
+
+@require_GET
+@login_required
+def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = owned_conversation(request.user, public_id)
+    history = conversation.messages.order_by("created", "pk").prefetch_related(
+        Prefetch("citations", queryset=Citation.objects.order_by("n"))
+    )
+    pending = request.session.pop(PENDING_QUESTION_KEY, None)
+    pending_question = (
+        pending["question"]
+        if isinstance(pending, dict) and pending.get("conversation") == str(conversation.public_id)
+        else ""
+    )
+    context = _sidebar(request)
+    context.update(
+        conversation=conversation,
+        history=history,
+        rename_form=RenameForm(initial={"title": conversation.title}),
+        params=generation_settings(conversation),
+        max_tokens_limit=settings.LLM_MAX_TOKENS,
+        chat_config={
+            "conversation": str(conversation.public_id),
+            "socketPath": f"/ws/chat/{conversation.public_id}/",
+            "settingsUrl": reverse("chat:settings", args=[conversation.public_id]),
+            "feedbackUrl": reverse("chat:feedback", args=[_ID_PLACEHOLDER]),
+            "idPlaceholder": str(_ID_PLACEHOLDER),
+            "pendingQuestion": pending_question,
+            "maxQuestionChars": services.QUESTION_MAX_CHARS,
+        },
+    )
+    return render(request, "chat/chat.html", context)
+
+
+@require_POST
+@login_required
+def rename(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = owned_conversation(request.user, public_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        try:
+            services.rename_conversation(conversation, form.cleaned_data["title"])
+            messages.success(request, "Conversation renamed.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, "Title: " + " ".join(form.errors["title"]))
+    return redirect("chat:conversation", conversation.public_id)
+
+
+@require_POST
+@login_required
+def delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    conversation = owned_conversation(request.user, public_id)
+    title = conversation.display_title
+    services.delete_conversation(conversation)
+    messages.success(request, f"Deleted “{title}”.")
+    return redirect("chat:home")
+
+
+@require_POST
+@login_required
+def update_settings(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """Save the settings panel: a JSON object of generation parameters → the saved values,
+    or 400 ``{"error": message}`` with nothing changed."""
+    conversation = owned_conversation(request.user, public_id)
+    try:
+        raw = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"error": "Send the settings as a JSON object."}, status=400)
+    if not isinstance(raw, dict):
+        return JsonResponse({"error": "Send the settings as a JSON object."}, status=400)
+    try:
+        params = llm.GenerationParams.from_dict(raw).to_dict()
+    except llm.InvalidParams as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    services.update_conversation_settings(conversation, params)
+    return JsonResponse({"settings": params})
+
+
+@require_GET
+@login_required
+def export(request: HttpRequest, public_id: uuid.UUID, fmt: str) -> HttpResponse:
+    conversation = owned_conversation(request.user, public_id)
+    filename = f"{slugify(conversation.display_title)[:60] or 'conversation'}.{fmt}"
+    if fmt == "md":
+        response = HttpResponse(services.export_markdown(conversation), content_type="text/markdown; charset=utf-8")
+    else:
+        body = json.dumps(services.export_json(conversation), ensure_ascii=False, indent=2)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_POST
+@login_required
+def feedback(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """Rate an answer: form fields ``value`` (up | down | none) and optional ``comment``."""
+    message = owned_answer(request.user, public_id)
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
+        return JsonResponse({"error": errors}, status=400)
+    services.set_feedback(message, form.cleaned_data["value"], form.cleaned_data["comment"])
+    return JsonResponse({"feedback": message.feedback_label, "comment": message.feedback_comment})

@@ -1,0 +1,169 @@
+"""Django admin for documents: upload, inspect chunks, see why a file failed, re-index, delete."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.template.defaultfilters import filesizeformat, truncatechars
+from django.urls import reverse
+from django.utils.html import format_html
+
+from documents import services
+from documents.forms import AdminUploadForm
+from documents.models import Chunk, Document
+
+INLINE_CHUNKS = 50
+
+
+class ChunkInline(admin.TabularInline):
+    """The first ``INLINE_CHUNKS`` chunks, read-only; the site's document page pages through all."""
+
+    model = Chunk
+    fields = ["ordinal", "location", "token_count", "excerpt"]
+    readonly_fields = fields
+    ordering = ["ordinal"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = f"Chunks (first {INLINE_CHUNKS}; all on the document's page on the site)"
+
+    def get_queryset(self, request):
+        # Ordinals run 0..n-1 within a document, so this keeps the first INLINE_CHUNKS of it
+        # (the inline's queryset cannot be sliced: the formset filters it by document).
+        return (
+            super()
+            .get_queryset(request)
+            .filter(ordinal__lt=INLINE_CHUNKS)
+            .only("id", "document_id", "ordinal", "location", "token_count", "text")
+        )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="text")
+    def excerpt(self, chunk: Chunk) -> str:
+        return truncatechars(chunk.text, 240)
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ["title", "owner", "status", "visibility", "progress", "chunk_count", "created"]
+    list_filter = ["status", "visibility", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["title", "original_name", "owner__username"]
+    list_select_related = ["owner"]
+    date_hierarchy = "created"
+    actions = ["reindex_selected", "delete_selected"]
+    inlines = [ChunkInline]
+    filter_horizontal = ["groups"]
+    fieldsets = [
+        (None, {"fields": ["title", "owner", "visibility", "groups", "site_page"]}),
+        ("Ingestion", {"fields": ["status", "progress", "error", "embedding_model", "ingested"]}),
+        ("File", {"fields": ["original_name", "mime_type", "file_size", "sha256"]}),
+        ("Identity", {"fields": ["public_id", "created", "updated"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = [
+        "owner",
+        "site_page",
+        "status",
+        "progress",
+        "error",
+        "embedding_model",
+        "ingested",
+        "original_name",
+        "mime_type",
+        "file_size",
+        "sha256",
+        "public_id",
+        "created",
+        "updated",
+    ]
+    add_fieldsets = [(None, {"fields": ["file", "title", "owner", "visibility", "groups"]})]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(chunk_total=Count("chunks"))
+
+    # Adding uploads a file through the ingestion service; changing edits only the title and who
+    # may read the document (the bytes and everything derived from them are read-only).
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            return AdminUploadForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else self.inlines
+
+    def get_changeform_initial_data(self, request) -> dict:
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            # upload_document saved it while the form was validated (see AdminUploadForm).
+            if not form.created:
+                self.message_user(
+                    request,
+                    f"{obj.owner} already uploaded this file as “{obj.title}”; no new document was made.",
+                    messages.WARNING,
+                )
+            return
+        super().save_model(request, obj, form, change)
+
+    def get_deleted_objects(self, objs, request):
+        # Django's confirmation page would list every chunk; a document can have thousands.
+        documents = list(objs)
+        chunk_counts = dict(
+            Chunk.objects.filter(document__in=documents)
+            .values("document_id")
+            .annotate(n=Count("id"))
+            .values_list("document_id", "n")
+        )
+        summary = [f"Document: {d.title} ({chunk_counts.get(d.pk, 0)} chunks)" for d in documents]
+        model_count = {"documents": len(documents), "chunks": sum(chunk_counts.values())}
+        perms_needed = set() if self.has_delete_permission(request) else {"document"}
+        return summary, model_count, perms_needed, []
+
+    def delete_model(self, request, obj) -> None:
+        services.delete_document(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for document in queryset:
+            services.delete_document(document)
+
+    @admin.action(description="Re-index selected documents", permissions=["change"])
+    def reindex_selected(self, request, queryset) -> None:
+        count = 0
+        for document in queryset:
+            services.reindex_document(document)
+            count += 1
+        self.message_user(request, f"Queued {count} document(s) for re-indexing.", messages.SUCCESS)
+
+    @admin.display(description="progress")
+    def progress(self, document: Document) -> str:
+        if document.is_busy and document.progress_total:
+            return f"{document.progress_done}/{document.progress_total} ({document.progress_percent}%)"
+        return f"{document.progress_percent}%"
+
+    @admin.display(description="chunks", ordering="chunk_total")
+    def chunk_count(self, document: Document) -> int:
+        return document.chunk_total
+
+    @admin.display(description="size")
+    def file_size(self, document: Document) -> str:
+        return filesizeformat(document.size)
+
+    @admin.display(description="on the site")
+    def site_page(self, document: Document) -> str:
+        url = reverse("documents:detail", args=[document.public_id])
+        return format_html('<a href="{}">{}</a>', url, url)

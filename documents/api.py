@@ -1,0 +1,189 @@
+"""JSON API for documents (``/api/v1/documents/``), authenticated by Bearer token or session.
+
+- ``POST /api/v1/documents/`` — multipart ``file``; optional ``title``, ``visibility``
+  (``private`` | ``groups`` | ``shared``, default ``private``) and ``groups`` (names or ids of
+  groups the caller belongs to; repeat the field or separate with commas; giving groups
+  without a visibility means ``groups``). 201 with the document; the same bytes uploaded
+  again by the same owner → 200 with ``"duplicate": true`` and the existing document.
+  Errors: empty, corrupt or mislabeled file → 400; unsupported type → 415; over
+  ``UPLOAD_MAX_BYTES`` → 413. Every error body is ``{"error": message, "code": code}``.
+- ``GET /api/v1/documents/?page=N`` — the documents the caller may read, newest first,
+  ``PAGE_SIZE`` per page.
+- ``GET /api/v1/documents/<id>/`` — one document.
+- ``DELETE /api/v1/documents/<id>/`` — owner or staff → 204.
+
+A document the caller may not read is a 404 whatever the method, so ids never leak; a
+reader who is not the owner gets 403 on DELETE.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+
+from accounts.api import ApiError, api_view
+from documents import services
+from documents.forms import file_size_error, groups_for
+from documents.models import Document, Visibility
+
+PAGE_SIZE = 50
+
+# Room for the multipart envelope and the small text fields around the file, so a file just
+# under the limit is not refused by the early Content-Length check.
+MULTIPART_OVERHEAD = 64 * 1024
+
+UPLOAD_ERROR_STATUS = {"empty": 400, "invalid": 400, "unsupported": 415, "too_large": 413}
+
+
+def document_json(document: Document, request: HttpRequest, chunk_count: int | None = None) -> dict:
+    """The API representation of ``document``."""
+    if chunk_count is None:
+        chunk_count = getattr(document, "chunk_count", None)
+    if chunk_count is None:
+        chunk_count = document.chunks.count()
+    return {
+        "id": str(document.public_id),
+        "url": request.build_absolute_uri(reverse("api:document", args=[document.public_id])),
+        "title": document.title,
+        "status": document.status,
+        "progress": document.progress_percent,
+        "progress_done": document.progress_done,
+        "progress_total": document.progress_total,
+        "error": document.error,
+        "chunk_count": chunk_count,
+        "visibility": document.visibility,
+        "groups": sorted(group.name for group in document.groups.all()),
+        "original_name": document.original_name,
+        "mime_type": document.mime_type,
+        "size": document.size,
+        "owner": document.owner.get_username(),
+        "created": document.created.isoformat(),
+    }
+
+
+def _visible(request: HttpRequest):
+    return (
+        Document.objects.visible_to(request.user)
+        .select_related("owner")
+        .prefetch_related("groups")
+        .annotate(chunk_count=Count("chunks", distinct=True))
+    )
+
+
+@api_view(["GET", "POST"])
+def documents(request: HttpRequest) -> JsonResponse:
+    if request.method == "POST":
+        return _upload(request)
+    paginator = Paginator(_visible(request).order_by("-created", "-pk"), PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page", 1))
+    except PageNotAnInteger:
+        raise ApiError("Parameter 'page' must be a positive integer.", 400) from None
+    except EmptyPage:
+        raise ApiError(f"There is no page {request.GET['page']}; there are {paginator.num_pages}.", 404) from None
+    base = request.build_absolute_uri(reverse("api:documents"))
+    return JsonResponse(
+        {
+            "count": paginator.count,
+            "page": page.number,
+            "pages": paginator.num_pages,
+            "next": f"{base}?page={page.next_page_number()}" if page.has_next() else None,
+            "previous": f"{base}?page={page.previous_page_number()}" if page.has_previous() else None,
+            "results": [document_json(d, request) for d in page.object_list],
+        }
+    )
+
+
+def _too_large(size: int) -> ApiError:
+    return ApiError(file_size_error(size) or "The file is too large.", 413, code="too_large")
+
+
+def _upload(request: HttpRequest) -> JsonResponse:
+    # Refuse an oversized body before Django parses (and spools) it.
+    try:
+        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        content_length = 0
+    if content_length > settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD:
+        raise _too_large(content_length)
+
+    if not request.content_type.startswith("multipart/form-data"):
+        raise ApiError("Send the file as multipart/form-data in the field 'file'.", 400, code="invalid")
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApiError("The multipart field 'file' is missing.", 400, code="invalid")
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        raise _too_large(upload.size)
+    if not upload.size:
+        raise ApiError(file_size_error(0), 400, code="empty")
+
+    title = request.POST.get("title", "").strip()
+    if len(title) > 300:
+        raise ApiError("The title is too long (at most 300 characters).", 400, code="invalid")
+    groups = _requested_groups(request)
+    visibility = request.POST.get("visibility", "").strip().lower() or (
+        Visibility.GROUPS if groups else Visibility.PRIVATE
+    )
+    if visibility not in Visibility.values:
+        raise ApiError(f"'visibility' must be one of: {', '.join(Visibility.values)}.", 400, code="invalid")
+    if visibility == Visibility.GROUPS and not groups:
+        raise ApiError("Visibility 'groups' needs at least one group in 'groups'.", 400, code="invalid")
+    if visibility != Visibility.GROUPS and groups:
+        raise ApiError("'groups' only applies when visibility is 'groups'.", 400, code="invalid")
+
+    try:
+        document, created = services.upload_document(
+            request.user,
+            file_name=upload.name,
+            data=upload.read(),
+            title=title,
+            visibility=visibility,
+            groups=groups,
+        )
+    except services.UploadError as exc:
+        raise ApiError(exc.message, UPLOAD_ERROR_STATUS.get(exc.code, 400), code=exc.code) from None
+    body = document_json(document, request)
+    body["duplicate"] = not created
+    response = JsonResponse(body, status=201 if created else 200)
+    if created:
+        response["Location"] = body["url"]
+    return response
+
+
+def _requested_groups(request: HttpRequest) -> list[Group]:
+    """The groups named in ``groups`` (names or ids, repeated or comma-separated).
+
+    Only groups the caller belongs to (staff: any) can be chosen; any other name is reported
+    as unknown, so the API does not reveal which groups exist.
+    """
+    wanted = [item.strip() for value in request.POST.getlist("groups") for item in value.split(",") if item.strip()]
+    allowed = list(groups_for(request.user))
+    by_name = {group.name: group for group in allowed}
+    by_id = {str(group.pk): group for group in allowed}
+    chosen: list[Group] = []
+    for item in wanted:
+        group = by_name.get(item) or by_id.get(item)
+        if group is None:
+            raise ApiError(f"You are not a member of a group called {item!r}.", 400, code="invalid")
+        if group not in chosen:
+            chosen.append(group)
+    return chosen
+
+
+@api_view(["GET", "DELETE"])
+def document(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    found = _visible(request).filter(public_id=public_id).first()
+    if found is None:
+        raise ApiError("No such document.", 404)
+    if request.method == "DELETE":
+        if not (request.user.is_staff or found.owner_id == request.user.pk):
+            raise ApiError("Only the document's owner or an administrator can delete it.", 403)
+        services.delete_document(found)
+        return HttpResponse(status=204)
+    return JsonResponse(document_json(found, request))

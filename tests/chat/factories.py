@@ -1,0 +1,83 @@
+"""Factories for the chat tests: a small knowledge base with real MiniLM embeddings, and
+conversations with saved answers and citations."""
+
+from __future__ import annotations
+
+import hashlib
+
+from chat import services
+from chat.models import Conversation, Message
+from documents import embeddings
+from documents.models import Chunk, Document, Status, Visibility
+
+# A made-up product, so that the tiny model can only know these facts from the passages.
+ZORBLAX_PASSAGES = [
+    (
+        "Descaling",
+        "The Zorblax 3000 coffee machine must be descaled every 40 days. Descaling uses the "
+        "blue Zorblax tablets and takes about twelve minutes.",
+    ),
+    (
+        "Warranty",
+        "The Zorblax 3000 warranty lasts three years and covers the pump and the heating "
+        "element, but not the glass carafe.",
+    ),
+    (
+        "Cleaning",
+        "Rinse the Zorblax 3000 drip tray every day with warm water; it is dishwasher safe.",
+    ),
+]
+
+
+def make_document(owner, title: str, sections: list[tuple[str, str]], *, visibility=Visibility.PRIVATE) -> Document:
+    """A ready document whose chunks carry real MiniLM embeddings (no ingestion task)."""
+    texts = [text for _, text in sections]
+    document = Document.objects.create(
+        owner=owner,
+        title=title,
+        original_name=f"{title}.md",
+        mime_type="text/markdown",
+        size=sum(len(t) for t in texts),
+        sha256=hashlib.sha256((title + "".join(texts)).encode()).hexdigest(),
+        visibility=visibility,
+        status=Status.READY,
+        progress_done=len(texts),
+        progress_total=len(texts),
+        embedding_model=embeddings.model_name(),
+    )
+    vectors = embeddings.embed_texts(texts)
+    Chunk.objects.bulk_create(
+        Chunk(
+            document=document,
+            ordinal=i,
+            text=text,
+            token_count=embeddings.count_tokens(text),
+            location=f"{title} › {heading}",
+            embedding=vector,
+        )
+        for i, ((heading, text), vector) in enumerate(zip(sections, vectors, strict=True))
+    )
+    return document
+
+
+def make_conversation(user, title: str = "", exchanges: list[tuple[str, str]] = (), sources=()) -> Conversation:
+    """A conversation with saved question/answer pairs; every answer cites ``sources``
+    (``documents.retrieval.Hit``-like objects)."""
+    conversation = services.create_conversation(user, title)
+    for question, answer in exchanges:
+        services.append_user_message(conversation, question)
+        services.save_assistant_message(
+            conversation,
+            content=answer,
+            sources=sources,
+            stats=services.GenerationStats(
+                model="SmolLM2-test", prompt_tokens=120, completion_tokens=12, ttft_ms=80, tokens_per_s=31.5
+            ),
+            params={"mode": "greedy", "max_tokens": 64},
+        )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def answers(conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.filter(role="assistant").order_by("created", "pk"))

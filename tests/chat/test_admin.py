@@ -1,0 +1,127 @@
+"""Staff review saved conversations read-only in the Django admin."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from django.urls import reverse
+
+from chat import services
+from chat.models import Conversation, Message
+from tests.chat.factories import answers, make_conversation
+from tests.conftest import client_for, make_user
+
+pytestmark = pytest.mark.django_db
+
+PASSAGE = SimpleNamespace(
+    chunk_id=0,
+    document_id=uuid.uuid4(),
+    title="Zorblax 3000 manual",
+    location="Warranty",
+    text="The warranty lasts three years and covers the pump.",
+    score=0.4,
+)
+
+
+@pytest.fixture
+def reviewed(alice, bob):
+    liked = make_conversation(
+        alice, title="Warranty question", exchanges=[("How long?", "Three years [1].")], sources=[PASSAGE]
+    )
+    services.set_feedback(answers(liked)[0], "up", "Exactly what I needed")
+    disliked = make_conversation(bob, title="Descaling question", exchanges=[("How often?", "Every day.")])
+    services.set_feedback(answers(disliked)[0], "down", "Wrong: it is 40 days")
+    unrated = make_conversation(bob, title="Cleaning question", exchanges=[("Dishwasher?", "Yes.")])
+    return SimpleNamespace(liked=liked, disliked=disliked, unrated=unrated)
+
+
+@pytest.fixture
+def staff_client(db):
+    """A staff member who is not a superuser and holds no model permissions."""
+    user = make_user("reviewer")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return client_for(user)
+
+
+CHANGELIST = reverse("admin:chat_conversation_changelist")
+
+
+def titles(response) -> set[str]:
+    return {c.display_title for c in response.context["cl"].result_list}
+
+
+def test_staff_see_every_users_conversations(staff_client, reviewed):
+    response = staff_client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert titles(response) == {"Warranty question", "Descaling question", "Cleaning question"}
+
+
+def test_conversation_page_shows_messages_stats_feedback_and_citations(staff_client, reviewed):
+    response = staff_client.get(reverse("admin:chat_conversation_change", args=[reviewed.liked.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "How long?" in body and "Three years [1]." in body
+    assert "SmolLM2-test" in body and "31.5" in body
+    assert "Thumbs up" in body and "Exactly what I needed" in body
+    assert "[1] Zorblax 3000 manual" in body
+    # Read-only: no form fields to edit, no save button.
+    assert 'name="title"' not in body
+    assert 'name="_save"' not in body
+
+
+def test_message_page_shows_the_cited_passages(staff_client, reviewed):
+    answer = answers(reviewed.liked)[0]
+    body = staff_client.get(reverse("admin:chat_message_change", args=[answer.pk])).content.decode()
+    assert "The warranty lasts three years and covers the pump." in body
+    assert "Warranty" in body
+
+
+def test_filter_by_feedback(staff_client, reviewed):
+    assert titles(staff_client.get(CHANGELIST, {"feedback": "down"})) == {"Descaling question"}
+    assert titles(staff_client.get(CHANGELIST, {"feedback": "up"})) == {"Warranty question"}
+    assert titles(staff_client.get(CHANGELIST, {"feedback": "any"})) == {"Warranty question", "Descaling question"}
+
+
+def test_filter_by_user(staff_client, reviewed, alice):
+    assert titles(staff_client.get(CHANGELIST, {"user__id__exact": alice.pk})) == {"Warranty question"}
+
+
+def test_search_by_message_content(staff_client, reviewed):
+    assert titles(staff_client.get(CHANGELIST, {"q": "dishwasher"})) == {"Cleaning question"}
+    assert titles(staff_client.get(CHANGELIST, {"q": "descaling"})) == {"Descaling question"}
+
+
+def test_message_list_filters_by_feedback(staff_client, reviewed):
+    response = staff_client.get(reverse("admin:chat_message_changelist"), {"feedback__exact": "-1"})
+    assert [m.content for m in response.context["cl"].result_list] == ["Every day."]
+
+
+def test_nobody_can_add_or_edit_conversations_in_the_admin(admin_client_, reviewed):
+    assert admin_client_.get(reverse("admin:chat_conversation_add")).status_code == 403
+    assert admin_client_.get(reverse("admin:chat_message_add")).status_code == 403
+    url = reverse("admin:chat_conversation_change", args=[reviewed.liked.pk])
+    admin_client_.post(url, {"title": "Edited"})
+    reviewed.liked.refresh_from_db()
+    assert reviewed.liked.title == "Warranty question"
+    message = answers(reviewed.liked)[0]
+    admin_client_.post(reverse("admin:chat_message_change", args=[message.pk]), {"content": "Edited"})
+    message.refresh_from_db()
+    assert message.content == "Three years [1]."
+
+
+def test_only_superusers_may_delete_a_conversation(staff_client, admin_client_, reviewed):
+    url = reverse("admin:chat_conversation_delete", args=[reviewed.unrated.pk])
+    assert staff_client.post(url, {"post": "yes"}).status_code == 403
+    assert Conversation.objects.filter(pk=reviewed.unrated.pk).exists()
+    admin_client_.post(url, {"post": "yes"})
+    assert not Conversation.objects.filter(pk=reviewed.unrated.pk).exists()
+    assert not Message.objects.filter(conversation_id=reviewed.unrated.pk).exists()
+
+
+def test_users_who_are_not_staff_cannot_open_the_review(alice_client, reviewed):
+    response = alice_client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert reverse("admin:login") in response["Location"]
