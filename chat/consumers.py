@@ -162,8 +162,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             raise FrameError('Each frame must be a JSON object with a "type".')
         kind = content.get("type")
         handlers = {"ask": self.ask, "stop": self.stop, "regenerate": self.regenerate}
+        if kind is None:
+            raise FrameError('Missing "type": expected "ask", "stop" or "regenerate".')
         if not isinstance(kind, str) or kind not in handlers:
-            shown = kind[:40] if isinstance(kind, str) else json.dumps(kind)[:40]
+            shown = json.dumps(kind)[:40]
             raise FrameError(f'Unknown type {shown}: expected "ask", "stop" or "regenerate".')
         await handlers[kind](content)
 
@@ -269,10 +271,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         pieces: list[str] = []
         sources: list = []
         engine_stats: dict = {}  # filled by the engine as it runs; final when the stream ends
+        saving: asyncio.Task | None = None  # the final save, once started
+
+        def save(**fields) -> asyncio.Task:
+            nonlocal saving
+            saving = asyncio.ensure_future(_save_answer(conversation, params=params.to_dict(), **fields))
+            return saving
+
         try:
             hits = await _search(self.user, question.content)
             if not hits:
-                await self._answer_not_found(params)
+                # Nothing in the knowledge base is relevant: say so honestly, without the model.
+                stats = services.GenerationStats()
+                await self._send({"type": "sources", "sources": []})
+                await self._send({"type": "token", "text": prompting.NOT_FOUND_ANSWER})
+                message = await asyncio.shield(save(content=prompting.NOT_FOUND_ANSWER, stats=stats))
+                await self._done(message, stats)
                 return
             history = await _history(conversation, question)
             engine = await llm.aget_engine()
@@ -285,32 +299,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 params=params,
             )
             sources = list(plan.passages_used)
-            await self._send({"type": "sources", "sources": [_source(n, h) for n, h in enumerate(sources, 1)]})
+            # Sent once the model is ours (with the first token), so the order the protocol
+            # promises holds: queued events first, while waiting in line, then sources.
+            pending_sources = [{"type": "sources", "sources": [_source(n, h) for n, h in enumerate(sources, 1)]}]
             async with engine.stream(
                 plan.messages, params, on_queue_position=self._queued, stats=engine_stats
             ) as stream:
                 async for piece in stream:
+                    while pending_sources:
+                        await self._send(pending_sources.pop())
                     pieces.append(piece)
                     await self._send({"type": "token", "text": piece})
+            while pending_sources:  # an empty answer
+                await self._send(pending_sources.pop())
             stats = _stats(engine_stats)
-            message = await _save_answer(
-                conversation, content="".join(pieces), sources=sources, stats=stats, params=params.to_dict()
-            )
+            message = await asyncio.shield(save(content="".join(pieces), sources=sources, stats=stats))
             await self._done(message, stats)
         except asyncio.CancelledError:
+            # Shielded saves: the answer is stored even if the socket's task is torn down. A stop
+            # that arrives while the finished answer is being saved keeps that answer as it is.
             stats = _stats(engine_stats)
-            # Shielded: the partial answer is saved even if the socket's task is torn down.
-            message = await asyncio.shield(
-                _save_answer(
-                    conversation,
-                    content="".join(pieces),
-                    status=MessageStatus.STOPPED,
-                    sources=sources,
-                    stats=stats,
-                    params=params.to_dict(),
-                )
-            )
-            log.info("answer %s stopped after %d pieces", message.public_id, len(pieces))
+            if saving is None:
+                save(content="".join(pieces), status=MessageStatus.STOPPED, sources=sources, stats=stats)
+                log.info("answer stopped after %d pieces in conversation %s", len(pieces), conversation.public_id)
+            message = await asyncio.shield(saving)
             await self._done(message, stats)
             raise
         except llm.LLMError as exc:
@@ -318,16 +330,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             log.exception("answer failed in conversation %s", conversation.public_id)
             await self._fail("The answer failed because of an internal error.", pieces, sources, params, engine_stats)
-
-    async def _answer_not_found(self, params: llm.GenerationParams) -> None:
-        """Nothing in the knowledge base is relevant: say so honestly, without the model."""
-        await self._send({"type": "sources", "sources": []})
-        await self._send({"type": "token", "text": prompting.NOT_FOUND_ANSWER})
-        stats = services.GenerationStats()
-        message = await _save_answer(
-            self.conversation, content=prompting.NOT_FOUND_ANSWER, params=params.to_dict(), stats=stats
-        )
-        await self._done(message, stats)
 
     async def _fail(
         self, reason: str, pieces: list[str], sources: list, params: llm.GenerationParams, engine_stats: dict

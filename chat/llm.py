@@ -70,7 +70,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -364,9 +364,8 @@ class _Done:
 
 @dataclass
 class _Prepared:
-    payload: Any  # token ids (local) or sanitised messages (remote)
+    payload: Any  # token ids (local) or the messages to send (remote)
     prompt_tokens: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:

@@ -12,6 +12,16 @@ from accounts.services import create_api_token
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def _static_files_without_a_manifest(settings):
+    """Tests render pages without running collectstatic first; production keeps the manifest
+    storage (hashed names), which needs it."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 def make_user(username: str, *, staff: bool = False, groups: list[Group] | None = None) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, email=f"{username}@example.com")
     if staff:

@@ -160,8 +160,9 @@ BAD_FRAMES = [
     ("this is not json", "Malformed JSON"),
     ("[1, 2, 3]", "JSON object"),
     ('"ask"', "JSON object"),
-    ('{"content": "no type"}', "Unknown type"),
-    ('{"type": "dance"}', "Unknown type"),
+    ('{"content": "no type"}', 'Missing "type"'),
+    ('{"type": 3}', "Unknown type 3"),
+    ('{"type": "dance"}', 'Unknown type "dance"'),
     ('{"type": "ask"}', "non-empty string"),
     ('{"type": "ask", "content": "   "}', "non-empty string"),
     ('{"type": "ask", "content": 42}', "non-empty string"),
@@ -335,6 +336,28 @@ async def test_disconnecting_mid_stream_saves_the_partial_answer_as_stopped(
     assert answer.status == MessageStatus.STOPPED
     assert answer.content.startswith(received[0])
     assert answer.completion_tokens < 400
+
+
+async def test_a_second_socket_waits_in_line_and_is_told_its_position(alice, alice_headers, zorblax_manual):
+    first_conversation, second_conversation = await database_sync_to_async(
+        lambda: (services.create_conversation(alice), services.create_conversation(alice))
+    )()
+    first = await open_socket(first_conversation.public_id, alice_headers)
+    second = await open_socket(second_conversation.public_id, alice_headers)
+    await first.send_json_to({"type": "ask", "content": ON_TOPIC, "params": {"max_tokens": 400}})
+    while (await first.receive_json_from(timeout=SLOW))["type"] != "token":
+        pass
+    await second.send_json_to({"type": "ask", "content": ON_TOPIC, "params": {"max_tokens": 8}})
+    assert await second.receive_json_from(timeout=SLOW) == {"type": "queued", "position": 1}
+
+    await first.send_json_to({"type": "stop"})
+    assert (await events_until_end(first))[-1]["status"] == "stopped"
+    events = await events_until_end(second)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and set(kinds[1:-1]) == {"token"}
+    assert events[-1]["status"] == "complete"
+    await first.disconnect()
+    await second.disconnect()
 
 
 async def test_a_second_ask_while_answering_is_refused_and_the_first_continues(

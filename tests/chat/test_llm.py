@@ -242,7 +242,7 @@ async def test_the_event_loop_keeps_ticking_while_the_model_generates(engine):
 
     assert generation.stats["completion_tokens"] == 120
     assert len(gaps) > 20
-    assert max(gaps) < 0.25  # the loop never waited for the model (a token takes ~10 ms here)
+    assert max(gaps) < 0.5  # never blocked: 120 tokens take one to several seconds here
 
 
 # --- Limits and errors -------------------------------------------------------------------------

@@ -580,3 +580,13 @@ def test_load_sample_docs_says_when_there_is_nothing_to_load(command, admin_user
 def test_load_sample_docs_waits_for_an_admin(command, alice, sample_docs):
     assert "No admin account yet" in command("load_sample_docs", path=str(sample_docs))
     assert Document.objects.count() == 0
+
+
+def test_the_projects_own_docs_load_as_the_sample_knowledge_base(command, admin_user):
+    output = command("load_sample_docs")
+    files = sorted(Path(__file__).resolve().parents[2].joinpath("docs").glob("*.md"))
+    assert files, "docs/ should hold the user and operator guides"
+    assert f"Queued {len(files)} sample document" in output
+    for document in Document.objects.all():
+        assert document.visibility == Visibility.SHARED
+        assert_one_complete_set(document)

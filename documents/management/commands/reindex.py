@@ -46,7 +46,7 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"{missing} of the given documents do not exist; nothing was queued")
         queued = 0
-        for document in documents.order_by("pk").iterator():
+        for document in list(documents.order_by("pk")):
             services.reindex_document(document)
             queued += 1
         total = Document.objects.count()

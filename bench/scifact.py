@@ -1,0 +1,367 @@
+"""SciFact (BEIR): the product's search scored on a public, labelled retrieval set.
+
+What is measured, and how:
+
+- The data (``../shared/eval/scifact``, or ``SCIFACT_DIR``) is checked against its
+  ``SHA256SUMS`` first; a mismatch stops the part. The data is read in place, never copied.
+- Each of the 5,183 abstracts becomes one document through the product's own pipeline: a
+  plain-text file ``title`` + blank line + ``text`` uploaded with
+  ``documents.services.upload_document`` (validation, type sniffing, storage, generation
+  bump), then ``documents.tasks.ingest_document`` run in this process (extraction, token-aware
+  chunking, MiniLM embedding in batches, bulk insert). Only the HTTP hop and the queue are
+  skipped: ``--part ingestion`` measures those. The corpus ``_id`` is kept in the file name
+  (``scifact-<_id>.txt`` → ``Document.original_name``).
+- The 300 test queries go through ``documents.retrieval.search`` as a staff user (staff read
+  every document) with ``apply_floor=False``. A long abstract is several chunks, so chunk hits
+  are collapsed to documents by their best chunk before scoring (the BEIR convention).
+- ``search`` ranks within a candidate pool of ``max(k, candidates)`` chunks per side and caps
+  ``k`` at ``retrieval.MAX_K`` (an API limit). The bench raises that cap and asks for ``k`` =
+  pool, so the ranking it scores is exactly the product's ranking for that pool size. The
+  product's pool is ``RETRIEVAL_CANDIDATES``; dense-only and text-only rankings do not depend
+  on the pool, hybrid ones do. Recall@100 needs 100 distinct documents, so it is reported only
+  for runs whose pool yields that many (the deep runs).
+- A query's embedding is computed once and reused across configurations (the same vector
+  each time; embedding cost is not part of these figures).
+
+``--reuse`` keeps the ``kb_bench_scifact`` database between runs when it was built from the
+same corpus bytes by the same ingestion code, model and chunk settings (a fingerprint over
+those is stored in the database); anything else triggers a fresh ingest.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from unittest import mock
+
+from bench import metrics
+from bench.common import BASE_DIR, connect, database_exists, progress, recreate_database, say
+
+DATA_DIR = Path(os.environ.get("SCIFACT_DIR", BASE_DIR.parent / "shared" / "eval" / "scifact"))
+OWNER = "bench-scifact"
+FILE_PREFIX = "scifact-"
+DEEP_POOL = 300  # chunks per side: enough for 100 distinct documents (about 2 chunks each)
+
+# Published reference numbers, from the data set's README (test split).
+REFERENCES = [
+    {"system": "all-MiniLM-L6-v2, dense, cosine", "ndcg@10": 0.645, "recall@100": 0.925, "source": "MTEB paper"},
+    {"system": "BM25 flat (Anserini)", "ndcg@10": 0.679, "recall@100": 0.925, "source": "Anserini BEIR v1.0.0"},
+    {"system": "BM25 multifield (Anserini)", "ndcg@10": 0.665, "recall@100": 0.908, "source": "Anserini BEIR v1.0.0"},
+]
+
+# The ingestion code and settings whose change makes a stored corpus stale.
+_PIPELINE_FILES = [
+    "documents/services.py",
+    "documents/tasks.py",
+    "documents/extraction.py",
+    "documents/filetypes.py",
+    "documents/chunking.py",
+    "documents/embeddings.py",
+    "documents/models.py",
+]
+_PIPELINE_SETTINGS = ["EMBEDDING_MODEL", "EMBEDDING_BATCH_SIZE", "CHUNK_MAX_TOKENS", "CHUNK_OVERLAP_TOKENS"]
+
+
+class ChecksumMismatch(RuntimeError):
+    pass
+
+
+def verify_checksums(data_dir: Path = DATA_DIR) -> dict[str, str]:
+    """Check every file listed in ``SHA256SUMS``; return ``{file: sha256}``. Raises
+    ``ChecksumMismatch`` naming the first file that is missing or differs."""
+    sums_file = data_dir / "SHA256SUMS"
+    if not sums_file.is_file():
+        raise ChecksumMismatch(f"{sums_file} is missing: is the SciFact data at {data_dir}? (set SCIFACT_DIR)")
+    checked = {}
+    for line in sums_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        expected, name = line.split(maxsplit=1)
+        name = name.lstrip("*")
+        path = data_dir / name
+        if not path.is_file():
+            raise ChecksumMismatch(f"{path} is listed in SHA256SUMS but missing")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != expected:
+            raise ChecksumMismatch(f"{path}: sha256 {digest} differs from SHA256SUMS ({expected})")
+        checked[name] = digest
+    return checked
+
+
+def load_data(data_dir: Path = DATA_DIR) -> tuple[list[dict], dict[str, str], dict[str, dict[str, float]]]:
+    """``(corpus, test queries {id: text}, test qrels {query id: {corpus id: gain}})``."""
+    with open(data_dir / "corpus.jsonl", encoding="utf-8") as corpus_file:
+        corpus = [json.loads(line) for line in corpus_file if line.strip()]
+    qrels: dict[str, dict[str, float]] = {}
+    with open(data_dir / "qrels" / "test.tsv", encoding="utf-8") as qrels_file:
+        next(qrels_file)  # header
+        for line in qrels_file:
+            if line.strip():
+                query_id, corpus_id, score = line.rstrip("\n").split("\t")
+                qrels.setdefault(query_id, {})[corpus_id] = float(score)
+    queries = {}
+    with open(data_dir / "queries.jsonl", encoding="utf-8") as queries_file:
+        for line in queries_file:
+            if line.strip():
+                query = json.loads(line)
+                if query["_id"] in qrels:
+                    queries[query["_id"]] = query["text"]
+    return corpus, queries, qrels
+
+
+def document_bytes(entry: dict) -> bytes:
+    """The plain-text file uploaded for one corpus entry: title, blank line, abstract."""
+    return f"{entry['title'].strip()}\n\n{entry['text'].strip()}\n".encode()
+
+
+def fingerprint(checksums: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(checksums["corpus.jsonl"].encode())
+    for name in _PIPELINE_FILES:
+        digest.update(name.encode())
+        digest.update((BASE_DIR / name).read_bytes())
+    for path in sorted((BASE_DIR / "documents" / "migrations").glob("*.py")):
+        digest.update(path.name.encode())
+    for name in _PIPELINE_SETTINGS:
+        digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    digest.update((BASE_DIR / "bench" / "scifact.py").read_bytes())  # how the files are built
+    return digest.hexdigest()
+
+
+def _stored_fingerprint(database_url: str) -> str | None:
+    import psycopg
+
+    try:
+        with connect(database_url) as conn:
+            row = conn.execute("SELECT value FROM bench_meta WHERE key = 'scifact'").fetchone()
+    except psycopg.Error:
+        return None
+    return json.loads(row[0])["fingerprint"] if row else None
+
+
+def prepare(database_url: str, options) -> dict:
+    """Before Django starts: check the data, then keep or recreate the database."""
+    checksums = verify_checksums()
+    wanted = fingerprint(checksums)
+    reused = bool(
+        options.reuse and database_exists(database_url) and _stored_fingerprint(database_url) == wanted
+    )
+    if not reused:
+        recreate_database(database_url)
+    return {"checksums": checksums, "fingerprint": wanted, "reused": reused}
+
+
+def run(options, prepared: dict) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    corpus, queries, qrels = load_data()
+    result: dict = {
+        "data": {
+            "dir": str(DATA_DIR),
+            "sha256_verified": sorted(prepared["checksums"]),
+            "documents": len(corpus),
+            "test_queries": len(queries),
+            "judgments": sum(len(v) for v in qrels.values()),
+        },
+        "references": REFERENCES,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value text NOT NULL)")
+        cursor.execute("SELECT value FROM bench_meta WHERE key = 'scifact'")
+        row = cursor.fetchone()
+    if prepared["reused"] and row:
+        ingest = json.loads(row[0])["ingest"]
+        ingest["reused"] = True
+        _check_corpus_complete(len(corpus))
+    else:
+        ingest = ingest_corpus(corpus)
+        ingest["reused"] = False
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO bench_meta (key, value) VALUES ('scifact', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                [json.dumps({"fingerprint": prepared["fingerprint"], "ingest": ingest})],
+            )
+    result["ingest"] = ingest
+    result["settings"] = {
+        name: getattr(settings, name)
+        for name in (
+            "RETRIEVAL_FUSION",
+            "RETRIEVAL_CANDIDATES",
+            "RETRIEVAL_RRF_K",
+            "RETRIEVAL_DENSE_WEIGHT",
+            "RETRIEVAL_TEXT_WEIGHT",
+            "RETRIEVAL_EXACT_SCAN_MAX",
+            "RETRIEVAL_EF_SEARCH",
+        )
+    }
+    result["runs"] = evaluate_configurations(queries, qrels, configurations(settings, quick=options.quick))
+    result["best_hybrid"] = _best_hybrid(result["runs"])
+    return result
+
+
+def _check_corpus_complete(expected: int) -> None:
+    from documents.models import Document, Status
+
+    ready = Document.objects.filter(owner__username=OWNER, status=Status.READY).count()
+    if ready != expected:
+        raise RuntimeError(f"the reused database holds {ready} ready SciFact documents, expected {expected}")
+
+
+def ingest_corpus(corpus: list[dict]) -> dict:
+    """Upload every abstract and ingest it in this process; return counts and timings."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from documents import embeddings, services, tasks
+    from documents.models import Chunk, Document, Status, Visibility
+
+    owner = User.objects.create_user(OWNER, is_staff=True)
+    embeddings.get_model()  # load once, outside the timings
+    queued: list[tuple[int, int]] = []
+    upload_seconds = ingest_seconds = 0.0
+    start = time.perf_counter()
+    # The queue hand-off is replaced by a direct call: the task itself runs unchanged.
+    with mock.patch.object(services, "_queue_ingestion", lambda doc_id, gen: queued.append((doc_id, gen))):
+        for entry in progress(corpus, desc="scifact: upload + ingest", unit="doc"):
+            tick = time.perf_counter()
+            _, created = services.upload_document(
+                owner,
+                file_name=f"{FILE_PREFIX}{entry['_id']}.txt",
+                data=document_bytes(entry),
+                title=entry["title"].strip()[:300] or entry["_id"],
+                visibility=Visibility.SHARED,
+            )
+            if not created:
+                raise RuntimeError(f"corpus entry {entry['_id']} duplicates another one's bytes")
+            tock = time.perf_counter()
+            tasks.ingest_document(*queued.pop())
+            upload_seconds += tock - tick
+            ingest_seconds += time.perf_counter() - tock
+    total = time.perf_counter() - start
+    failed = list(Document.objects.exclude(status=Status.READY).values_list("original_name", "error")[:5])
+    if failed:
+        raise RuntimeError(f"some SciFact documents failed to ingest, e.g. {failed}")
+    chunks = Chunk.objects.count()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # fresh statistics, as autovacuum would give a long-lived site
+    return {
+        "path": "upload_document + ingest_document in-process (no HTTP, no queue)",
+        "documents": len(corpus),
+        "chunks": chunks,
+        "chunks_per_document": round(chunks / len(corpus), 3),
+        "seconds": round(total, 1),
+        "upload_seconds": round(upload_seconds, 1),
+        "ingest_seconds": round(ingest_seconds, 1),
+        "chunks_per_second": round(chunks / total, 1),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def configurations(settings, *, quick: bool = False) -> list[dict]:
+    """The runs to score: the product's modes first, then a sweep of hybrid fusion settings.
+
+    Each run: ``name``, ``mode``, ``fusion``, ``pool`` (chunks per side), ``overrides``
+    (settings), ``group`` (``modes`` or ``sweep``).
+    """
+    product = settings.RETRIEVAL_CANDIDATES
+    runs = [
+        _run("dense", "dense", None, DEEP_POOL, {}, "modes"),
+        _run("full text", "text", None, DEEP_POOL, {}, "modes"),
+        _run(f"hybrid, product settings ({settings.RETRIEVAL_FUSION})", "hybrid", None, product, {}, "modes"),
+        _run("hybrid rrf (defaults), deep pool", "hybrid", "rrf", DEEP_POOL, {}, "modes"),
+        _run("hybrid convex (defaults)", "hybrid", "convex", product, {}, "modes"),
+    ]
+    if quick:
+        return runs
+    for rrf_k in (10, 60):
+        for dense_w in (1.0, 1.5, 2.0):
+            overrides = {"RETRIEVAL_RRF_K": rrf_k, "RETRIEVAL_DENSE_WEIGHT": dense_w, "RETRIEVAL_TEXT_WEIGHT": 1.0}
+            runs.append(_run(f"rrf K={rrf_k} w_dense={dense_w:g}", "hybrid", "rrf", product, overrides, "sweep"))
+    for text_w in (0.1, 0.2, 0.3, 0.5):
+        overrides = {"RETRIEVAL_DENSE_WEIGHT": 1.0, "RETRIEVAL_TEXT_WEIGHT": text_w}
+        runs.append(_run(f"convex w_dense=1 w_text={text_w:g}", "hybrid", "convex", product, overrides, "sweep"))
+    for pool in (50, 100):
+        if pool != product:
+            runs.append(_run(f"rrf (defaults), pool {pool}", "hybrid", "rrf", pool, {}, "sweep"))
+            runs.append(
+                _run(
+                    f"convex w_text=0.3, pool {pool}",
+                    "hybrid",
+                    "convex",
+                    pool,
+                    {"RETRIEVAL_DENSE_WEIGHT": 1.0, "RETRIEVAL_TEXT_WEIGHT": 0.3},
+                    "sweep",
+                )
+            )
+    return runs
+
+
+def _run(name: str, mode: str, fusion: str | None, pool: int, overrides: dict, group: str) -> dict:
+    return {"name": name, "mode": mode, "fusion": fusion, "pool": pool, "overrides": overrides, "group": group}
+
+
+def evaluate_configurations(queries: dict[str, str], qrels: dict, runs: list[dict]) -> list[dict]:
+    from django.contrib.auth.models import User
+    from django.test import override_settings
+
+    from documents import embeddings, retrieval
+    from documents.models import Document
+
+    user = User.objects.get(username=OWNER)
+    assert user.is_staff
+    corpus_id = {
+        public_id: name.removeprefix(FILE_PREFIX).removesuffix(".txt")
+        for public_id, name in Document.objects.values_list("public_id", "original_name")
+    }
+    cached_query = functools.lru_cache(maxsize=None)(embeddings.embed_query)
+    results = []
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(embeddings, "embed_query", cached_query))
+        stack.enter_context(mock.patch.object(retrieval, "MAX_K", max(DEEP_POOL, retrieval.MAX_K)))
+        for query in progress(queries.values(), desc="scifact: embed queries", unit="query"):
+            cached_query(query)
+        for run in runs:
+            rankings: dict[str, list[str]] = {}
+            latencies = []
+            documents_returned = []
+            with override_settings(**run["overrides"]):
+                for query_id, text in progress(queries.items(), desc=f"scifact: {run['name']}", unit="query"):
+                    tick = time.perf_counter()
+                    hits = retrieval.search(
+                        user,
+                        text,
+                        run["pool"],
+                        mode=run["mode"],
+                        candidates=run["pool"],
+                        apply_floor=False,
+                        fusion=run["fusion"],
+                    )
+                    latencies.append(time.perf_counter() - tick)
+                    rankings[query_id] = metrics.collapse(corpus_id[hit.document_id] for hit in hits)
+                    documents_returned.append(len(rankings[query_id]))
+            scores = metrics.evaluate(rankings, qrels)
+            enough_for_100 = metrics.percentile(documents_returned, 5) >= 100
+            if not enough_for_100:
+                scores["recall@100"] = None
+            results.append(
+                {
+                    **run,
+                    **{name: (round(value, 4) if value is not None else None) for name, value in scores.items()},
+                    "documents_returned_median": metrics.median(documents_returned),
+                    "search_ms_p50": round(metrics.median(latencies) * 1000, 1),
+                }
+            )
+            say(f"scifact {run['name']}: nDCG@10 {scores['ndcg@10']:.4f}")
+    return results
+
+
+def _best_hybrid(runs: list[dict]) -> dict | None:
+    hybrid = [run for run in runs if run["mode"] == "hybrid"]
+    return max(hybrid, key=lambda run: run["ndcg@10"]) if hybrid else None

@@ -1,0 +1,130 @@
+"""Real server processes for tests that need them: daphne web servers and a qcluster worker
+on loopback, against the test database (use them from ``transaction=True`` tests, whose
+writes are committed and so visible to other processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def current_database_url() -> str:
+    """A DATABASE_URL for the database this test process is using (the test database)."""
+    s = connection.settings_dict
+    host = s["HOST"] or ""
+    if host.startswith("/"):
+        host = quote(host, safe="")
+    port = f":{s['PORT']}" if s.get("PORT") else ""
+    auth = s["USER"] + (f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": current_database_url(),
+            "DEBUG": "false",
+            "SECRET_KEY": "live-test-not-secret",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "Q_SYNC": "false",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A child process in its own process group, so that it and its children (qcluster forks
+    workers) can be stopped or killed together."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_name: str, log_dir: Path):
+        self.log_path = log_dir / f"{log_name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no clean-up runs, as when a node dies."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        self._log.close()
+
+
+class WebServer(Process):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "web"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "kb_site.asgi:application"],
+            env,
+            name,
+            log_dir,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"daphne exited:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"daphne did not become ready:\n{self.log()}")
+
+
+class Worker(Process):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker"):
+        super().__init__([sys.executable, "manage.py", "qcluster"], env, name, log_dir)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
