@@ -89,8 +89,9 @@ DEFAULT_MAX_TOKENS = 256
 _MIN_P = 0.05
 _REPEAT_PENALTY = 1.0
 # Prompt tokens evaluated between two checks of the stop flag: a stop during prompt processing
-# of a long prompt on a big model takes effect after at most this many tokens.
-_PREFILL_CHUNK = 64
+# of a long prompt on a big model takes effect after at most this many tokens. Smaller steps
+# cost little on idle cores but slow prompt processing when the cores are oversubscribed.
+_PREFILL_CHUNK = 128
 _ESTIMATE_BYTES_PER_TOKEN = 3
 _ESTIMATE_TOKENS_PER_MESSAGE = 8
 # Templates add text of their own: SmolLM2 a default system prompt, Llama 3.1 a knowledge date.

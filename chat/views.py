@@ -66,7 +66,6 @@ def home(request: HttpRequest) -> HttpResponse:
     context = _sidebar(request)
     context.update(
         conversation=None,
-        new_form=NewConversationForm(),
         chat_config={"conversation": None, "maxQuestionChars": services.QUESTION_MAX_CHARS},
     )
     return render(request, "chat/chat.html", context)

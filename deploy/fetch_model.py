@@ -80,7 +80,10 @@ def main() -> int:
     except (OSError, ValueError) as exc:
         # Without the query string: a pre-signed URL carries its signature there.
         shown = urlsplit(url)._replace(query="", fragment="").geturl()
-        print(f"cannot fetch the model from {shown}: {exc}", file=sys.stderr)
+        reason = str(exc).replace(url, shown)
+        if urlsplit(url).query:
+            reason = reason.replace(urlsplit(url).query, "...")
+        print(f"cannot fetch the model from {shown}: {reason}", file=sys.stderr)
         return 1
     return 0
 

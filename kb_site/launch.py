@@ -2,7 +2,8 @@
 
 Steps: start the embedded Postgres when DATABASE_URL is unset, migrate, create the first
 admin, load the sample knowledge base on first run, then run daphne (HTTP + websockets) and
-`manage.py qcluster` side by side. Ctrl-C (or SIGTERM) stops both, then the embedded Postgres.
+`manage.py qcluster` side by side. Ctrl-C (or SIGTERM) stops both, then the embedded Postgres (unless another process
+still uses it).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ def manage(*args: str) -> None:
 def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
-    started_db = False
     if not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_URL_FILE"):
         step("starting the embedded PostgreSQL 16 + pgvector (data in var/pgdata)")
         from kb_site import embedded_db
 
-        os.environ["DATABASE_URL"] = embedded_db.start_detached()
-        started_db = True
+        # This process holds the server for its children, which get the URL. When it exits,
+        # pgserver stops the server unless another process (a test run, say) still uses it.
+        os.environ["DATABASE_URL"] = embedded_db.database_url()
     children: list[subprocess.Popen] = []
     stopping = False
 
@@ -78,11 +79,6 @@ def main() -> int:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
-        if started_db:
-            step("stopping the embedded PostgreSQL")
-            from kb_site import embedded_db
-
-            embedded_db.stop()
 
 
 if __name__ == "__main__":

@@ -640,13 +640,15 @@ def test_the_llm_role_serves_the_packaged_model_behind_the_api_key(tmp_path):
         LLM_CONTEXT="512",
         LLM_THREADS="1",
     )
-    server = subprocess.Popen(
-        [str(ENTRYPOINT), "llm"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = tmp_path / "llm.log"  # a file, not a pipe: llama.cpp logs ~200 KB while loading
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [str(ENTRYPOINT), "llm"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert server.poll() is None, f"the llm role exited: {server.stdout.read()}"
+            assert server.poll() is None, f"the llm role exited: {log.read_text()[-3000:]}"
             health = run([ENTRYPOINT, "healthcheck"], env=env)  # reads the role the server wrote
             if health.returncode == 0:
                 break
@@ -701,12 +703,39 @@ def test_the_web_healthcheck_follows_the_healthz_endpoint(tmp_path):
     assert "unhealthy (web)" in down.stderr
 
 
-def test_fetch_model_downloads_once_and_checks_the_digest(tmp_path):
-    source = tmp_path / "source.gguf"
+@pytest.fixture
+def file_server(tmp_path):
+    """Serves tmp_path/served over HTTP on loopback; yields its base URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_model_downloads_once_and_checks_the_digest(tmp_path, file_server):
+    served, base = file_server
+    source = served / "model.gguf"
     source.write_bytes(b"GGUF" + os.urandom(4096))
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     target = tmp_path / "models" / "model.gguf"
-    env = entrypoint_env(tmp_path, LLM_MODEL_URL=source.as_uri(), LLM_MODEL_PATH=str(target), LLM_MODEL_SHA256=digest)
+    env = entrypoint_env(
+        tmp_path,
+        LLM_MODEL_URL=f"{base}/model.gguf?X-Amz-Signature=secret",
+        LLM_MODEL_PATH=str(target),
+        LLM_MODEL_SHA256=digest,
+    )
     first = run([ENTRYPOINT, "fetch-model"], env=env)
     assert first.returncode == 0, output_of(first)
     assert target.read_bytes() == source.read_bytes()
@@ -716,21 +745,33 @@ def test_fetch_model_downloads_once_and_checks_the_digest(tmp_path):
     assert "nothing to fetch" in again.stderr
 
 
-def test_fetch_model_refuses_a_file_with_the_wrong_digest_and_leaves_nothing(tmp_path):
-    source = tmp_path / "source.gguf"
-    source.write_bytes(b"GGUF tampered")
+def test_fetch_model_refuses_a_file_with_the_wrong_digest_and_leaves_nothing(tmp_path, file_server):
+    served, base = file_server
+    (served / "model.gguf").write_bytes(b"GGUF tampered")
     target = tmp_path / "models" / "model.gguf"
     env = entrypoint_env(
         tmp_path,
-        LLM_MODEL_URL=source.as_uri() + "?X-Amz-Signature=secret",
+        LLM_MODEL_URL=f"{base}/model.gguf?X-Amz-Signature=secret",
         LLM_MODEL_PATH=str(target),
         LLM_MODEL_SHA256="0" * 64,
     )
     result = run([ENTRYPOINT, "fetch-model"], env=env)
     assert result.returncode == 1
     assert "sha256 mismatch" in result.stderr
-    assert "secret" not in result.stderr, "the pre-signed URL's signature reached the log"
     assert not target.exists() and not list(target.parent.glob("*.part"))
+
+
+def test_fetch_model_keeps_a_pre_signed_urls_signature_out_of_the_log(tmp_path, file_server):
+    _, base = file_server
+    target = tmp_path / "models" / "model.gguf"
+    env = entrypoint_env(
+        tmp_path, LLM_MODEL_URL=f"{base}/missing.gguf?X-Amz-Signature=secret", LLM_MODEL_PATH=str(target)
+    )
+    result = run([ENTRYPOINT, "fetch-model"], env=env)
+    assert result.returncode == 1
+    assert "404" in result.stderr and "/missing.gguf" in result.stderr
+    assert "secret" not in result.stderr
+    assert not target.exists()
 
 
 def test_fetch_model_does_nothing_without_a_url(tmp_path):
