@@ -49,9 +49,7 @@ def live_site(tmp_path):
         pytest.skip(f"{CHROMIUM} is not installed (run `make browser`)")
     static_root = tmp_path / "static"
     env = child_env(LLM_MAX_TOKENS="64", LLM_CONTEXT="2048", STATIC_ROOT=str(static_root))
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     processes = []
     try:
         processes.append(WebServer(env, tmp_path))

@@ -94,9 +94,10 @@ async def _ask(url: str, conversation: str, token: str, question: str) -> list[d
 def test_upload_through_one_web_process_is_searchable_and_chatable_through_another(cluster, alice_live):
     _, token = alice_live
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=cluster["a"].url, headers=headers, timeout=30) as api_a, httpx.Client(
-        base_url=cluster["b"].url, headers=headers, timeout=30
-    ) as api_b:
+    with (
+        httpx.Client(base_url=cluster["a"].url, headers=headers, timeout=30) as api_a,
+        httpx.Client(base_url=cluster["b"].url, headers=headers, timeout=30) as api_b,
+    ):
         uploaded = api_a.post("/api/v1/documents/", files={"file": ("greenhouse.md", GUIDE.encode())})
         assert uploaded.status_code == 201, uploaded.text
         doc_id = uploaded.json()["id"]
@@ -139,7 +140,7 @@ def test_a_worker_killed_mid_ingestion_is_replaced_and_the_document_ends_with_on
 
         # Kill the worker once it has embedded some, but not all, of the chunks.
         wait_for(
-            lambda: (d := _document(api, doc_id))["status"] == "processing" and 0 < d["progress_done"],
+            lambda: (d := _document(api, doc_id))["status"] == "processing" and d["progress_done"] > 0,
             timeout=120,
             interval=0.1,
             message=f"ingestion to start\n{cluster['worker'].log()}",
