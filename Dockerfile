@@ -65,8 +65,7 @@ ENV PYTHONUNBUFFERED=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_HOME=/tmp/huggingface \
     XDG_CACHE_HOME=/tmp/cache \
-    HOME=/tmp \
-    PORT=8000
+    HOME=/tmp
 
 # torch comes from PyTorch's CPU-only index (about 200 MB) and is installed first, so that
 # `pip install -r requirements.txt` finds torch==<pin> already satisfied (2.x.y+cpu matches

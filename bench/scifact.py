@@ -45,6 +45,8 @@ from bench.common import BASE_DIR, connect, database_exists, progress, recreate_
 DATA_DIR = Path(os.environ.get("SCIFACT_DIR", BASE_DIR.parent / "shared" / "eval" / "scifact"))
 OWNER = "bench-scifact"
 FILE_PREFIX = "scifact-"
+# Bump when document_bytes() or the upload arguments change: a reused corpus must match.
+CORPUS_FORMAT = "title, blank line, text; shared; staff owner; v1"
 DEEP_POOL = 300  # chunks per side: enough for 100 distinct documents (about 2 chunks each)
 
 # Published reference numbers, from the data set's README (test split).
@@ -129,7 +131,7 @@ def fingerprint(checksums: dict[str, str]) -> str:
         digest.update(path.name.encode())
     for name in _PIPELINE_SETTINGS:
         digest.update(f"{name}={os.environ.get(name, '')}".encode())
-    digest.update((BASE_DIR / "bench" / "scifact.py").read_bytes())  # how the files are built
+    digest.update(CORPUS_FORMAT.encode())
     return digest.hexdigest()
 
 
@@ -148,9 +150,7 @@ def prepare(database_url: str, options) -> dict:
     """Before Django starts: check the data, then keep or recreate the database."""
     checksums = verify_checksums()
     wanted = fingerprint(checksums)
-    reused = bool(
-        options.reuse and database_exists(database_url) and _stored_fingerprint(database_url) == wanted
-    )
+    reused = bool(options.reuse and database_exists(database_url) and _stored_fingerprint(database_url) == wanted)
     if not reused:
         recreate_database(database_url)
     return {"checksums": checksums, "fingerprint": wanted, "reused": reused}

@@ -91,13 +91,15 @@ case "$role" in
     wait-for-migrations)
         timeout="${MIGRATIONS_WAIT_TIMEOUT:-900}"
         start=$(date +%s)
-        until python manage.py migrate --check >/dev/null 2>&1; do
+        # `migrate --check` exits non-zero while migrations are pending, and on any error
+        # (database not up yet, bad setting): its last line says which.
+        until output="$(python manage.py migrate --check 2>&1)"; do
             if [ $(($(date +%s) - start)) -ge "$timeout" ]; then
-                log "migrations are still pending after ${timeout}s; is the migrate Job running?"
-                python manage.py showmigrations --plan 2>&1 | grep -F '[ ]' >&2 || true
+                log "the schema is still not up to date after ${timeout}s (is the migrate Job running?):"
+                printf '%s\n' "$output" | tail -n 5 >&2
                 exit 1
             fi
-            log "migrations pending (or database not ready); waiting"
+            log "waiting for migrations: $(printf '%s\n' "$output" | tail -n 1)"
             sleep 5
         done
         log "database schema is up to date"

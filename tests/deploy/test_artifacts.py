@@ -604,6 +604,28 @@ def test_the_workflow_tests_builds_pushes_and_deploys_in_order():
     assert positions == sorted(positions), deploy
 
 
+@pytest.mark.parametrize("kustomization", ["k8s", "k8s-loadbalancer"])
+def test_the_release_overlay_written_by_the_workflow_pins_every_app_container_by_digest(kustomization, tmp_path):
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci-cd.yaml").read_text())
+    (script,) = [step["run"] for step in workflow["jobs"]["deploy"]["steps"] if "<<EOF" in step.get("run", "")]
+    body = script[script.index("<<EOF\n") + len("<<EOF\n") : script.index("\nEOF")]
+    digest = "sha256:" + "ab" * 32
+    values = {"${image}": "ghcr.io/acme/kb", "${DIGEST}": digest, "${KUSTOMIZATION}": kustomization}
+    for name, value in values.items():
+        body = body.replace(name, value)
+    assert "${" not in body, body
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    (tmp_path / "deploy" / "release").mkdir()
+    (tmp_path / "deploy" / "release" / "kustomization.yaml").write_text(body)
+    images = {
+        item["image"]
+        for obj in render_kustomization(tmp_path / "deploy" / "release")
+        for item in containers_of(obj)
+        if not item["image"].startswith("pgvector/")
+    }
+    assert images == {f"ghcr.io/acme/kb@{digest}"}
+
+
 # ------------------------------------------------------------------------- entry point
 
 
@@ -809,7 +831,7 @@ def test_pods_wait_for_pending_migrations_until_the_migrate_role_applies_them(sc
     env.pop("DATABASE_URL_FILE", None)
     waiting = run([ENTRYPOINT, "wait-for-migrations"], env=env, timeout=120)
     assert waiting.returncode == 1
-    assert "migrations are still pending" in waiting.stderr
+    assert "still not up to date" in waiting.stderr
     migrated = run([ENTRYPOINT, "migrate"], env=env, timeout=300)
     assert migrated.returncode == 0, output_of(migrated)
     ready = run([ENTRYPOINT, "wait-for-migrations"], env=env, timeout=120)
