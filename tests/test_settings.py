@@ -20,6 +20,14 @@ def test_every_setting_read_from_the_environment_is_documented_in_env_example():
     assert read - documented == set(), f"undocumented in .env.example: {sorted(read - documented)}"
 
 
+def test_every_setting_read_from_the_environment_is_explained_in_the_configuration_doc():
+    settings_source = (ROOT / "kb_site" / "settings.py").read_text()
+    read = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', settings_source))
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    missing = sorted(name for name in read if f"`{name}`" not in doc)
+    assert missing == [], f"not explained in docs/configuration.md: {missing}"
+
+
 def test_env_int_names_the_variable_when_the_value_is_bad(monkeypatch):
     monkeypatch.setenv("KB_TEST_INT", "twelve")
     with pytest.raises(ImproperlyConfigured, match="KB_TEST_INT"):
