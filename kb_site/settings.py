@@ -156,14 +156,14 @@ CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 # Retrieval.
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 RETRIEVAL_CANDIDATES = env_int("RETRIEVAL_CANDIDATES", 50, minimum=1, maximum=1000)
-# How dense and full-text rankings are merged: "rrf" (reciprocal rank fusion) or "convex"
-# (weighted sum of cosine similarity and per-query scaled ts_rank). See docs/architecture.md.
-RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "rrf")
+# How dense and full-text rankings are merged: "convex" (cosine similarity plus a weighted,
+# per-query scaled full-text score) or "rrf" (reciprocal rank fusion). See docs/architecture.md.
+RETRIEVAL_FUSION = env_str("RETRIEVAL_FUSION", "convex")
 if RETRIEVAL_FUSION not in ("rrf", "convex"):
     raise ImproperlyConfigured(f"RETRIEVAL_FUSION must be 'rrf' or 'convex', got {RETRIEVAL_FUSION!r}")
 RETRIEVAL_RRF_K = env_int("RETRIEVAL_RRF_K", 60, minimum=1)
 RETRIEVAL_DENSE_WEIGHT = env_float("RETRIEVAL_DENSE_WEIGHT", 1.0, minimum=0)
-RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 1.0, minimum=0)
+RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 0.3, minimum=0)
 RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.25, minimum=-1, maximum=1)
 RETRIEVAL_EXACT_SCAN_MAX = env_int("RETRIEVAL_EXACT_SCAN_MAX", 20000, minimum=0)
 RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 100, minimum=1, maximum=1000)
