@@ -3,12 +3,10 @@ conversations with saved answers and citations."""
 
 from __future__ import annotations
 
-import hashlib
-
 from chat import services
 from chat.models import Conversation, Message
-from documents import embeddings
-from documents.models import Chunk, Document, Status, Visibility
+from documents.models import Document, Visibility
+from tests.factories import make_ready_document
 
 # A made-up product, so that the tiny model can only know these facts from the passages.
 ZORBLAX_PASSAGES = [
@@ -31,33 +29,8 @@ ZORBLAX_PASSAGES = [
 
 def make_document(owner, title: str, sections: list[tuple[str, str]], *, visibility=Visibility.PRIVATE) -> Document:
     """A ready document whose chunks carry real MiniLM embeddings (no ingestion task)."""
-    texts = [text for _, text in sections]
-    document = Document.objects.create(
-        owner=owner,
-        title=title,
-        original_name=f"{title}.md",
-        mime_type="text/markdown",
-        size=sum(len(t) for t in texts),
-        sha256=hashlib.sha256((title + "".join(texts)).encode()).hexdigest(),
-        visibility=visibility,
-        status=Status.READY,
-        progress_done=len(texts),
-        progress_total=len(texts),
-        embedding_model=embeddings.model_name(),
-    )
-    vectors = embeddings.embed_texts(texts)
-    Chunk.objects.bulk_create(
-        Chunk(
-            document=document,
-            ordinal=i,
-            text=text,
-            token_count=embeddings.count_tokens(text),
-            location=f"{title} › {heading}",
-            embedding=vector,
-        )
-        for i, ((heading, text), vector) in enumerate(zip(sections, vectors, strict=True))
-    )
-    return document
+    passages = [(f"{title} › {heading}", text) for heading, text in sections]
+    return make_ready_document(owner, title, passages, visibility=visibility)
 
 
 def make_conversation(user, title: str = "", exchanges: list[tuple[str, str]] = (), sources=()) -> Conversation:

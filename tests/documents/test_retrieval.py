@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from documents import embeddings, retrieval
+from documents import retrieval
 from documents.models import Chunk, Document, Status, Visibility
+from tests.factories import make_ready_document
 
 # Passages chosen so that each search mode alone misses something the other finds:
 # - error codes that differ only in the order of their digits are exact, rare words for full
@@ -53,34 +54,8 @@ QUERIES = [
 
 
 def make_document(owner, title: str, texts: list[str], *, visibility=Visibility.PRIVATE, groups=()) -> Document:
-    digest = hashlib.sha256(("\n".join(texts) + title).encode()).hexdigest()
-    document = Document.objects.create(
-        owner=owner,
-        title=title,
-        original_name=f"{title}.txt",
-        mime_type="text/plain",
-        size=sum(len(t) for t in texts),
-        sha256=digest,
-        visibility=visibility,
-        status=Status.READY,
-        progress_done=len(texts),
-        progress_total=len(texts),
-        embedding_model=embeddings.model_name(),
-    )
-    document.groups.set(groups)
-    vectors = embeddings.embed_texts(texts)
-    Chunk.objects.bulk_create(
-        Chunk(
-            document=document,
-            ordinal=i,
-            text=text,
-            token_count=embeddings.count_tokens(text),
-            location=f"paragraph {i + 1}",
-            embedding=vector,
-        )
-        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
-    )
-    return document
+    passages = [(f"paragraph {i + 1}", text) for i, text in enumerate(texts)]
+    return make_ready_document(owner, title, passages, visibility=visibility, groups=groups)
 
 
 @pytest.fixture
