@@ -5,8 +5,9 @@ Kubernetes worker Deployment uses it as an exec probe. Standard library only, so
 costs a few milliseconds and never imports Django.
 
 - ``web``: ``GET /healthz`` on ``127.0.0.1:$PORT`` (8000) answers 200.
-- ``llm``: llama_cpp.server accepts TCP connections on ``$LLM_SERVER_PORT`` (8080); it only
-  listens once the model is loaded, and its HTTP routes may require an API key.
+- ``llm``: llama_cpp.server answers ``GET /v1/models`` on ``$LLM_SERVER_PORT`` (8080) with 200,
+  or 401 when it requires an API key (the probe has none); it only listens once the model
+  is loaded.
 - ``worker``: a ``manage.py qcluster`` process runs and is not a zombie or stopped.
 - anything else (``migrate``, one-off commands): healthy; the process's exit status tells.
 """
@@ -14,8 +15,8 @@ costs a few milliseconds and never imports Django.
 from __future__ import annotations
 
 import os
-import socket
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -34,12 +35,15 @@ def check_web() -> str | None:
 
 
 def check_llm() -> str | None:
-    port = int(os.environ.get("LLM_SERVER_PORT") or "8080")
+    url = f"http://127.0.0.1:{os.environ.get('LLM_SERVER_PORT') or '8080'}/v1/models"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
+        with urllib.request.urlopen(url, timeout=TIMEOUT):  # noqa: S310 - fixed http URL
             return None
+    except urllib.error.HTTPError as exc:
+        # 401: the server answers but wants the API key, which a probe does not send.
+        return None if exc.code == 401 else f"{url} answered {exc.code}"
     except OSError as exc:
-        return f"llm server on port {port}: {exc}"
+        return f"{url}: {exc}"
 
 
 def check_worker() -> str | None:
