@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = BASE_DIR / "bench" / "results"
+LOGS_DIR = BASE_DIR / "var" / "bench-logs"  # the servers' output (var/ is git-ignored)
 BENCH_SECRET_KEY = "bench-only-not-a-secret"
 PARTS = ("scifact", "retrieval", "ingestion", "streaming")
 
@@ -104,6 +105,14 @@ def recreate_database(database_url: str) -> None:
     with connect(database_url, "postgres") as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(database_url: str) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    if not name.startswith("kb_bench"):
+        raise RuntimeError(f"refusing to drop {name!r}: bench databases are named kb_bench_*")
+    with connect(database_url, "postgres") as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def setup_django() -> None:

@@ -96,3 +96,25 @@ def overlap_at_k(found: Sequence, truth: Sequence, k: int) -> float:
     if not expected:
         return 1.0
     return len(expected.intersection(found[:k])) / len(expected)
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of the paired differences ``a - b`` and its 95 % bootstrap interval.
+
+    ``a`` and ``b`` are per-query scores of two systems on the same queries, in the same order.
+    Resampling the queries (with replacement, a fixed seed) tells whether a difference between
+    two configurations is larger than what the choice of queries alone would produce.
+    """
+    import random
+
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty score lists")
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    count = len(differences)
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(differences, k=count)) / count for _ in range(resamples))
+    return {
+        "mean": sum(differences) / count,
+        "low": percentile(means, 2.5),
+        "high": percentile(means, 97.5),
+    }

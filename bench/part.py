@@ -2,7 +2,8 @@
 
 Started by ``python -m bench`` with ``DATABASE_URL`` pointing at the part's own database
 (``kb_bench_<part>``). Prepares that database (the part may keep it, see SciFact's
-``--reuse``), starts Django, migrates, runs the part and writes its figures as JSON to FILE.
+``--reuse``), starts Django, migrates, runs the part, writes its figures as JSON to FILE and
+drops the database again (SciFact's stays, for ``--reuse``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--scales", default="10000,100000")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
     return parser.parse_args(argv)
 
 
@@ -60,10 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result = {**result, "error": f"{type(exc).__name__}: {exc}"}
         status = 1
+    if not getattr(module, "KEEP_DATABASE", False):
+        _drop_database(database_url)
     result["seconds"] = round(time.perf_counter() - started, 1)
     with open(options.out, "w", encoding="utf-8") as out:
         json.dump(result, out, indent=2, default=str)
     return status
+
+
+def _drop_database(database_url: str) -> None:
+    """Free the disk a part's data took (100k synthetic chunks are a few hundred MB)."""
+    import contextlib
+
+    from bench.common import drop_database
+
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    try:
+        drop_database(database_url)
+    except Exception as exc:  # the figures matter more than the clean-up
+        print(f"could not drop the bench database: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

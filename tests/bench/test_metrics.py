@@ -57,3 +57,12 @@ def test_percentiles_interpolate_between_closest_ranks_like_numpy():
 def test_overlap_compares_an_approximate_top_k_with_the_exact_one():
     assert metrics.overlap_at_k([1, 2, 9, 4], [1, 2, 3, 4], 4) == 0.75
     assert metrics.overlap_at_k([5, 6], [1, 2], 2) == 0.0
+
+
+def test_paired_bootstrap_brackets_the_mean_difference_and_is_exact_for_a_constant_shift():
+    shifted = metrics.paired_bootstrap([0.6, 0.8, 1.0], [0.5, 0.7, 0.9])
+    assert shifted["mean"] == pytest.approx(0.1)
+    assert shifted["low"] == pytest.approx(0.1) and shifted["high"] == pytest.approx(0.1)
+    mixed = metrics.paired_bootstrap([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    assert mixed["mean"] == pytest.approx(0.25)
+    assert mixed["low"] < 0.25 < mixed["high"]

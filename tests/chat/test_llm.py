@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from chat import llm
 from chat.llm import (
     GenerationParams,
     InvalidParams,
@@ -398,3 +399,11 @@ def test_a_template_that_refuses_system_messages_gets_the_instructions_in_the_fi
     assert prompt.startswith("[INST] " + SYSTEM_PROMPT + "\n\nPassages:")
     with pytest.raises(LLMUnavailable, match="roles must alternate"):
         chat.render([{"role": "assistant", "content": "Hi"}])
+
+
+@pytest.mark.parametrize(
+    ("setting", "cores", "expected"), [(3, 2, (3, 3)), (0, 1, (1, 1)), (0, 2, (1, 2)), (0, 8, (7, 8))]
+)
+def test_automatic_threads_leave_the_server_a_core_while_generating(monkeypatch, setting, cores, expected):
+    monkeypatch.setattr(llm, "usable_cores", lambda: cores)
+    assert llm.thread_counts(setting) == expected

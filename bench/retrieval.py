@@ -1,0 +1,293 @@
+"""Retrieval latency and recall at scale, on SYNTHETIC vectors.
+
+What is measured, and how:
+
+- Chunks are synthetic: 384-d unit vectors drawn around 1,000 random centres (clustered, as
+  real embeddings are; uniform random vectors would be the worst case for HNSW), each with a
+  short text of pseudo-words so the full-text side has something to rank. They are written
+  with one binary ``COPY`` into the chunks of 100 ready documents per scale step; the HNSW
+  index (the migration's own definition) is dropped for the load and built afterwards, and
+  the build time is reported.
+- Two readers: a staff user, who reads every chunk, and a user who reads only their own
+  documents, 1 % of the chunks (everything else is private to another owner).
+- Per scale and reader, over the same queries (noisy copies of stored vectors):
+  ``retrieval._dense(visible, vector, 10)`` with the product's settings (it picks the HNSW
+  path or an exact scan, see its docstring), the same with the HNSW path forced
+  (``RETRIEVAL_EXACT_SCAN_MAX=0``), and an exact scan (``retrieval._exact``) as the baseline:
+  p50/p95 latency and recall@10 against a brute-force NumPy top 10 of the chunks that reader
+  may read. ``retrieval.search(user, text, 10)`` (hybrid, the whole product call) is timed too
+  with the query embedding stubbed to the synthetic query vector; the embedding's own cost is
+  measured separately on real text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from unittest import mock
+
+import numpy as np
+
+from bench import metrics
+from bench.common import progress, say
+
+DIMENSIONS = 384
+CENTRES = 1000
+DOCUMENTS_PER_STEP = 100
+VOCABULARY = 3000
+WORDS_PER_CHUNK = 40
+SEED = 20250101
+K = 10
+
+
+def run(options, prepared: dict) -> dict:
+    from django.contrib.auth.models import User
+
+    scales = sorted({int(value) for value in options.scales.split(",") if value.strip()})
+    queries = 20 if options.quick else 100
+    rng = np.random.default_rng(SEED)
+    centres = _unit(rng.standard_normal((CENTRES, DIMENSIONS), dtype=np.float32))
+    words = [_word(i) for i in range(VOCABULARY)]
+    staff = User.objects.create_user("bench-staff", is_staff=True)
+    bulk_owner = User.objects.create_user("bench-bulk")
+    small = User.objects.create_user("bench-one-percent")
+    stored = np.zeros((0, DIMENSIONS), dtype=np.float32)
+    ids = np.zeros(0, dtype=np.int64)
+    small_mask = np.zeros(0, dtype=bool)
+    result = {
+        "synthetic": True,
+        "data": f"{DIMENSIONS}-d unit vectors around {CENTRES} random centres (SYNTHETIC), "
+        f"{WORDS_PER_CHUNK} pseudo-words of text per chunk",
+        "queries_per_measurement": queries,
+        "scales": [],
+    }
+    embed_ms = _embedding_cost(rng, 10 if options.quick else 50)
+    result["query_embedding_ms_p50"] = embed_ms
+    for scale in scales:
+        added = scale - len(stored)
+        if added <= 0:
+            continue
+        step = {"chunks": scale}
+        vectors = _clustered(rng, centres, added)
+        small_count = scale // 100 - int(small_mask.sum())
+        with _without_hnsw_index() as build:
+            load_seconds, new_ids = _load(rng, words, vectors, bulk_owner, small, small_count, len(stored))
+        step["load_seconds"] = round(load_seconds, 1)
+        step["hnsw_build_seconds"] = round(build["seconds"], 1)
+        stored = np.vstack([stored, vectors])
+        ids = np.concatenate([ids, new_ids])
+        small_mask = np.concatenate([small_mask, np.arange(added) < small_count])
+        say(f"retrieval: {scale} chunks loaded in {load_seconds:.0f} s, HNSW built in {build['seconds']:.0f} s")
+        query_rows = rng.choice(len(stored), size=queries, replace=False)
+        noise = rng.standard_normal((queries, DIMENSIONS), dtype=np.float32) * 0.03
+        query_vectors = _unit(stored[query_rows] + noise)
+        texts = [" ".join(rng.choice(words, size=6)) for _ in range(queries)]
+        step["readers"] = {}
+        for label, user, mask in (
+            ("staff (reads 100 %)", staff, np.ones(len(stored), dtype=bool)),
+            ("one user (reads 1 %)", small, small_mask),
+        ):
+            truth = _brute_force(stored[mask], ids[mask], query_vectors)
+            step["readers"][label] = _measure(user, query_vectors, texts, truth, scale)
+        result["scales"].append(step)
+    return result
+
+
+def _unit(array: np.ndarray) -> np.ndarray:
+    return (array / np.linalg.norm(array, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _clustered(rng, centres: np.ndarray, count: int) -> np.ndarray:
+    picks = rng.integers(0, len(centres), size=count)
+    return _unit(centres[picks] + rng.standard_normal((count, DIMENSIONS), dtype=np.float32) * 0.07)
+
+
+def _word(index: int) -> str:
+    return "w" + hashlib.sha256(str(index).encode()).hexdigest()[:6]
+
+
+def _embedding_cost(rng, repeats: int) -> float:
+    from documents import embeddings
+
+    embeddings.get_model()
+    timings = []
+    for i in range(repeats):
+        tick = time.perf_counter()
+        embeddings.embed_query(f"How long are backups kept on server {i}?")
+        timings.append(time.perf_counter() - tick)
+    return round(metrics.median(timings) * 1000, 1)
+
+
+class _without_hnsw_index:
+    """Drop the HNSW index for a bulk load and build it again afterwards (timed)."""
+
+    def __enter__(self) -> dict:
+        from django.db import connection
+
+        self.timing: dict = {}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_embedding_hnsw'")
+            self.definition = cursor.fetchone()[0]
+            cursor.execute("DROP INDEX chunk_embedding_hnsw")
+        return self.timing
+
+    def __exit__(self, *exc_info) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            # The graph must fit in maintenance_work_mem or the build slows down many times.
+            cursor.execute("SET maintenance_work_mem = '1GB'")
+            tick = time.perf_counter()
+            with progress(total=1, desc="retrieval: build HNSW index", unit="index") as bar:
+                cursor.execute(self.definition)
+                bar.update()
+            self.timing["seconds"] = time.perf_counter() - tick
+            cursor.execute("RESET maintenance_work_mem")
+            cursor.execute("ANALYZE")
+
+
+def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int) -> tuple[float, np.ndarray]:
+    """COPY ``vectors`` into new ready documents: the first ``small_count`` chunks belong to
+    ``small``'s one document, the rest to ``DOCUMENTS_PER_STEP - 1`` documents of
+    ``bulk_owner``, all private. Returns (seconds, the new chunk ids in row order)."""
+    from django.db import connection
+    from pgvector.psycopg import register_vector
+
+    from documents.models import Chunk, Document, Status, Visibility
+
+    start = time.perf_counter()
+    count = len(vectors)
+    per_document = -(-(count - small_count) // (DOCUMENTS_PER_STEP - 1))
+    owners = [small] + [bulk_owner] * (DOCUMENTS_PER_STEP - 1)
+    documents = []
+    for index, owner in enumerate(owners):
+        label = f"synthetic {offset}-{index}"
+        documents.append(
+            Document.objects.create(
+                owner=owner,
+                title=f"SYNTHETIC {label}",
+                original_name=f"synthetic-{offset}-{index}.txt",
+                mime_type="text/plain",
+                size=0,
+                sha256=hashlib.sha256(label.encode()).hexdigest(),
+                visibility=Visibility.PRIVATE,
+                status=Status.READY,
+                embedding_model="synthetic",
+            )
+        )
+    rows = []
+    for row in range(count):
+        if row < small_count:
+            document, ordinal = documents[0], row
+        else:
+            position = row - small_count
+            document, ordinal = documents[1 + position // per_document], position % per_document
+        rows.append((document.pk, ordinal))
+    connection.ensure_connection()
+    raw = connection.connection
+    register_vector(raw)
+    table = Chunk._meta.db_table
+    with raw.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(max(id), 0) FROM {table}")
+        before = cursor.fetchone()[0]
+        columns = "document_id, ordinal, text, token_count, location, embedding"
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "text", "int4", "varchar", "vector"])
+            for (document_id, ordinal), vector in progress(
+                zip(rows, vectors, strict=True), total=count, desc="retrieval: COPY chunks", unit="chunk"
+            ):
+                text = " ".join(rng.choice(words, size=WORDS_PER_CHUNK))
+                copy.write_row((document_id, ordinal, text, WORDS_PER_CHUNK, "synthetic", vector))
+        # Ids come from a sequence, in the order the rows were copied.
+        cursor.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", [before])
+        new_ids = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+    if len(new_ids) != count:
+        raise RuntimeError(f"expected {count} new chunk ids, found {len(new_ids)}")
+    return time.perf_counter() - start, new_ids
+
+
+def _brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray) -> list[list[int]]:
+    similarity = queries @ vectors.T
+    top = np.argsort(-similarity, axis=1)[:, :K]
+    return [ids[row].tolist() for row in top]
+
+
+def _planner_uses_hnsw(base, vector, readable: int) -> bool:
+    """Whether Postgres walks the HNSW index for the query ``_dense`` sends on its index path.
+
+    For a reader of a small share the planner may prefer the ``document_id`` index and sort the
+    few readable rows exactly, which is both exact and fast: then "HNSW forced" is not HNSW.
+    """
+    from django.db import connection, transaction
+    from pgvector.django import CosineDistance
+
+    from documents import retrieval
+
+    total = max(readable, retrieval._total_chunks())
+    ef_search = min(1000, max(100, int(K / (readable / total)) + K))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
+        plan = base.annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:K].explain()
+    return "chunk_embedding_hnsw" in plan
+
+
+def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
+    from django.test import override_settings
+
+    from documents import embeddings, retrieval
+    from documents.models import Chunk
+
+    visible = Chunk.objects.visible_to(user)
+    readable = visible.count()
+    base = visible.select_related("document")
+    figures: dict = {"readable_chunks": readable}
+    exact_calls = {"count": 0}
+    real_exact = retrieval._exact
+
+    def counting_exact(*args, **kwargs):
+        exact_calls["count"] += 1
+        return real_exact(*args, **kwargs)
+
+    def timed(name: str, call, *, settings: dict | None = None, check: bool = True) -> None:
+        latencies, recalls = [], []
+        exact_calls["count"] = 0
+        with override_settings(**(settings or {})), mock.patch.object(retrieval, "_exact", counting_exact):
+            call(query_vectors[0], texts[0])  # warm-up: plans, caches
+            exact_calls["count"] = 0
+            for index in progress(range(len(query_vectors)), desc=f"retrieval {scale}: {name}", unit="query"):
+                tick = time.perf_counter()
+                found = call(query_vectors[index], texts[index])
+                latencies.append(time.perf_counter() - tick)
+                if check:
+                    recalls.append(metrics.overlap_at_k([c.pk for c in found], truth[index], K))
+        figures[name] = {
+            "p50_ms": round(metrics.median(latencies) * 1000, 2),
+            "p95_ms": round(metrics.percentile(latencies, 95) * 1000, 2),
+        }
+        if check:
+            figures[name]["recall@10"] = round(sum(recalls) / len(recalls), 4)
+        figures[name]["exact_scans"] = exact_calls["count"]
+
+    def dense(vector, _text):
+        return retrieval._dense(visible, vector, K)
+
+    def exact(vector, _text):
+        from pgvector.django import CosineDistance
+
+        return real_exact(base.annotate(distance=CosineDistance("embedding", vector)), K)
+
+    vector_for = {}
+
+    def search(vector, text):
+        vector_for[text] = vector
+        with mock.patch.object(embeddings, "embed_query", lambda query: vector_for[query]):
+            return retrieval.search(user, text, K, apply_floor=False)
+
+    figures["planner uses HNSW on the index path"] = _planner_uses_hnsw(base, query_vectors[0], readable)
+    timed("dense (product path)", dense)
+    timed("dense (HNSW forced)", dense, settings={"RETRIEVAL_EXACT_SCAN_MAX": 0})
+    timed("exact scan (baseline)", exact)
+    timed("search (hybrid, embedding excluded)", search, check=False)
+    product, baseline = figures["dense (product path)"], figures["exact scan (baseline)"]
+    figures["dense speed-up vs exact (p50)"] = round(baseline["p50_ms"] / max(product["p50_ms"], 1e-6), 2)
+    return figures

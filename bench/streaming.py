@@ -1,0 +1,360 @@
+"""Streaming answers over the real websocket protocol, against raw llama-cpp-python.
+
+What is measured, and how:
+
+- A small knowledge base (SciFact abstracts: those relevant to the questions asked, plus
+  others) is ingested in this process, then a real daphne (``kb_site.asgi``) serves it on
+  loopback. A websockets client opens ``/ws/chat/<conversation>/`` with a Bearer token and
+  asks SciFact test claims through ``ask`` events (``docs/websocket-protocol.md``), greedy, a
+  fixed ``max_tokens``, one new conversation per question so no history enters the prompt.
+- Baseline: the same GGUF opened with ``llama_cpp.Llama`` in a process of its own
+  (``bench/raw_llm.py``: no Django, no torch; same context size and threads), streaming
+  ``create_chat_completion`` with the same messages and the same sampling (temperature 0,
+  top-k 1, top-p 1, min-p 0, repeat penalty 1, same ``max_tokens``).
+  The messages are rebuilt here exactly as the server builds them: the same
+  ``retrieval.search`` call and ``chat.prompting.build_messages``; the bench checks that the
+  prompt token count equals the server's and reports whether the two answers are identical.
+- Single stream: each question is asked through the site, then raw, alternately (pairs close
+  in time share the machine's load). TTFT is measured by the client (``ask`` sent → first
+  ``token`` event: saving the question, retrieval, prompt building and prefill included) and
+  by the server (``done.stats.ttft_ms``: prefill only); raw TTFT is call → first streamed
+  piece. Tokens/s is decode speed after the first token: (completion tokens − 1) / (last
+  token − first token). Each question is distinct, so neither side gets a cached prompt; both
+  reuse the shared system prompt prefix from their own KV cache the same way.
+- Concurrency 1, 4, 8: that many clients, each on its own conversation with its own question,
+  send ``ask`` at the same moment. Reported: answers completed, errors (must be zero),
+  ``queued`` events and the longest position seen, client TTFT p50/max (queue wait included),
+  per-answer tokens/s, and total tokens/s over the level's wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+from bench import metrics
+from bench.common import BASE_DIR, LOGS_DIR, free_port, progress, say, start_process, stop_process, wait_for_port
+
+MAX_TOKENS = 96
+LEVELS = (1, 4, 8)
+EXTRA_DOCUMENTS = 60
+
+
+def run(options, prepared: dict) -> dict:
+    import httpx
+    from django.conf import settings
+    from django.contrib.auth.models import User
+
+    from accounts.services import create_api_token
+    from bench import scifact
+
+    scifact.verify_checksums()
+    corpus, queries, qrels = scifact.load_data()
+    singles = 3 if options.quick else 6
+    levels = (1, 4) if options.quick else LEVELS
+    needed = 1 + singles + sum(levels)
+    questions = list(queries.items())[:needed]
+    user = User.objects.create_user("bench-stream")
+    token = create_api_token(user, name="bench")
+    _ingest(user, corpus, [qrels[qid] for qid, _ in questions])
+    port = free_port()
+    logs = LOGS_DIR
+    server = None
+    result: dict = {
+        "max_tokens": MAX_TOKENS,
+        "mode": "greedy",
+        "llm_context": settings.LLM_CONTEXT,
+        "llm_threads": settings.LLM_THREADS or os.cpu_count(),
+        "llm_threads_setting": settings.LLM_THREADS,  # 0: every core, the default
+    }
+    raw = _RawModel()
+    try:
+        server = start_process(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "kb_site.asgi:application"],
+            env=dict(os.environ),
+            log_path=logs / "streaming-daphne.log",
+        )
+        wait_for_port(port, timeout=60, process=server)
+        site = _Site(f"127.0.0.1:{port}", token)
+        with httpx.Client(timeout=60) as http:
+            site.http = http
+            result["model"] = raw.name
+            say("streaming: warming up the server and the raw model")
+            warm_question = questions[0][1]
+            asyncio.run(site.ask(warm_question))
+            raw.stream(_messages(user, warm_question, raw))
+            result["single"] = _single_stream(site, raw, user, [text for _, text in questions[1 : 1 + singles]])
+            offset = 1 + singles
+            result["concurrency"] = []
+            for level in levels:
+                batch = [text for _, text in questions[offset : offset + level]]
+                offset += level
+                result["concurrency"].append(asyncio.run(_concurrent(site, batch)))
+                say(f"streaming: {level} concurrent clients done")
+    finally:
+        stop_process(server)
+        raw.close()
+    return result
+
+
+def _ingest(user, corpus: list[dict], relevant: list[dict]) -> None:
+    """The questions' relevant abstracts plus ``EXTRA_DOCUMENTS`` others, through the pipeline."""
+    from bench.scifact import FILE_PREFIX, document_bytes
+    from documents import services, tasks
+    from documents.models import Visibility
+
+    wanted = set().union(*relevant)
+    chosen = [entry for entry in corpus if entry["_id"] in wanted]
+    chosen += [entry for entry in corpus if entry["_id"] not in wanted][:EXTRA_DOCUMENTS]
+    queued: list[tuple[int, int]] = []
+    with mock.patch.object(services, "_queue_ingestion", lambda doc_id, gen: queued.append((doc_id, gen))):
+        for entry in progress(chosen, desc="streaming: knowledge base", unit="doc"):
+            services.upload_document(
+                user,
+                file_name=f"{FILE_PREFIX}{entry['_id']}.txt",
+                data=document_bytes(entry),
+                title=entry["title"].strip()[:300],
+                visibility=Visibility.PRIVATE,
+            )
+            tasks.ingest_document(*queued.pop())
+
+
+def _messages(user, question: str, raw) -> list[dict]:
+    """The messages the server builds for ``question`` in a new conversation."""
+    from chat import prompting
+    from documents import retrieval
+
+    hits = retrieval.search(user, question)
+    if not hits:
+        raise RuntimeError(f"no passage found for {question!r}: the server would not call the model")
+    plan = prompting.build_messages(
+        question=question, passages=hits, history=[], engine=raw.counter(), params=_params()
+    )
+    return plan.messages
+
+
+def _params():
+    from chat import llm
+
+    return llm.GenerationParams(mode="greedy", max_tokens=MAX_TOKENS)
+
+
+class _RawModel:
+    """Plain llama-cpp-python (``bench/raw_llm.py``) in its own process, fed by this one."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        from django.conf import settings
+
+        from chat import llm
+
+        self.path = Path(settings.LLM_MODEL_PATH) if settings.LLM_MODEL_PATH else llm.default_model_path()
+        self.name = self.path.name.removesuffix(".gguf")
+        threads = settings.LLM_THREADS or os.cpu_count() or 1
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.raw_llm", str(self.path), str(settings.LLM_CONTEXT), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=BASE_DIR,
+        )
+        if not json.loads(self.process.stdout.readline() or "{}").get("ready"):
+            raise RuntimeError("the raw llama-cpp-python process did not start")
+        self._counter = None
+
+    def counter(self):
+        """The product's engine, used only to count tokens while rebuilding the prompt."""
+        if self._counter is None:
+            from chat import llm
+
+            self._counter = llm.get_engine()
+        return self._counter
+
+    def stream(self, messages: list[dict]) -> dict:
+        self.process.stdin.write(json.dumps({"messages": messages, "max_tokens": MAX_TOKENS}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the raw llama-cpp-python process exited")
+        answer = json.loads(line)
+        span = (answer["last"] - answer["first"]) if answer["first"] is not None else 0
+        tokens = answer["tokens"]
+        return {
+            "ttft_ms": answer["ttft_s"] * 1000 if answer["ttft_s"] is not None else None,
+            "tokens": tokens,
+            "tokens_per_s": (tokens - 1) / span if tokens > 1 and span > 0 else None,
+            "text": answer["text"],
+        }
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+
+
+def _rate(tokens: int, times: list[float]) -> float | None:
+    if tokens < 2 or len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return (tokens - 1) / (times[-1] - times[0])
+
+
+class _Site:
+    """A client of the running site: REST for conversations, websocket for answers."""
+
+    def __init__(self, host: str, token: str) -> None:
+        self.host = host
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.http = None
+
+    def new_conversation(self) -> str:
+        response = self.http.post(f"http://{self.host}/api/v1/conversations/", headers=self.auth, json={})
+        if response.status_code != 201:
+            raise RuntimeError(f"creating a conversation answered {response.status_code}: {response.text[:200]}")
+        return response.json()["socket"]
+
+    async def ask(self, question: str, *, socket_path: str | None = None, start: asyncio.Event | None = None) -> dict:
+        from websockets.asyncio.client import connect
+
+        path = socket_path or self.new_conversation()
+        record: dict = {"errors": [], "queued": 0, "max_position": 0, "token_times": [], "text": ""}
+        async with connect(f"ws://{self.host}{path}", additional_headers=self.auth, max_size=2**22) as socket:
+            if start is not None:
+                await start.wait()
+            record["sent"] = time.perf_counter()
+            await socket.send(
+                json.dumps({"type": "ask", "content": question, "params": {"mode": "greedy", "max_tokens": MAX_TOKENS}})
+            )
+            async for frame in socket:
+                event = json.loads(frame)
+                kind = event.get("type")
+                if kind == "queued":
+                    record["queued"] += 1
+                    record["max_position"] = max(record["max_position"], event.get("position", 0))
+                elif kind == "token":
+                    record["token_times"].append(time.perf_counter())
+                    record["text"] += event.get("text", "")
+                elif kind == "error":
+                    record["errors"].append(event.get("message"))
+                    break
+                elif kind == "done":
+                    record["done"] = time.perf_counter()
+                    record["status"] = event.get("status")
+                    record["stats"] = event.get("stats") or {}
+                    break
+        times = record["token_times"]
+        stats = record.get("stats", {})
+        tokens = stats.get("completion_tokens") or 0
+        record.update(
+            ttft_ms=(times[0] - record["sent"]) * 1000 if times else None,
+            tokens=tokens,
+            tokens_per_s=_rate(tokens, times),
+            server_ttft_ms=stats.get("ttft_ms"),
+            server_tokens_per_s=stats.get("tokens_per_s"),
+            prompt_tokens=stats.get("prompt_tokens"),
+        )
+        return record
+
+
+def _single_stream(site: _Site, raw: _RawModel, user, questions: list[str]) -> dict:
+    pairs = []
+    for question in progress(questions, desc="streaming: single stream, site vs raw", unit="question"):
+        product = asyncio.run(site.ask(question))
+        if product["errors"] or product.get("status") != "complete":
+            raise RuntimeError(f"the site did not answer {question!r}: {product['errors'] or product.get('status')}")
+        messages = _messages(user, question, raw)
+        expected_prompt = raw.counter().count_prompt_tokens(messages)
+        baseline = raw.stream(messages)
+        pairs.append(
+            {
+                "question": question,
+                "prompt_tokens_site": product["prompt_tokens"],
+                "prompt_tokens_rebuilt": expected_prompt,
+                "site_ttft_ms": round(product["ttft_ms"], 1),
+                "site_server_ttft_ms": product["server_ttft_ms"],
+                "raw_ttft_ms": round(baseline["ttft_ms"], 1),
+                "site_tokens": product["tokens"],
+                "raw_tokens": baseline["tokens"],
+                "site_tokens_per_s": _round(product["tokens_per_s"]),
+                "site_server_tokens_per_s": product["server_tokens_per_s"],
+                "raw_tokens_per_s": _round(baseline["tokens_per_s"]),
+                "same_answer": _same_answer(product, baseline),
+            }
+        )
+    site_ttft = [p["site_ttft_ms"] for p in pairs]
+    raw_ttft = [p["raw_ttft_ms"] for p in pairs]
+    site_tps = [p["site_tokens_per_s"] for p in pairs if p["site_tokens_per_s"]]
+    raw_tps = [p["raw_tokens_per_s"] for p in pairs if p["raw_tokens_per_s"]]
+    server_ttft = [p["site_server_ttft_ms"] for p in pairs if p["site_server_ttft_ms"] is not None]
+    tps_ratios = [
+        p["site_tokens_per_s"] / p["raw_tokens_per_s"]
+        for p in pairs
+        if p["site_tokens_per_s"] and p["raw_tokens_per_s"]
+    ]
+    return {
+        "questions": len(pairs),
+        "site_ttft_ms_p50": _round(metrics.median(site_ttft)),
+        "site_server_ttft_ms_p50": _round(metrics.median(server_ttft)) if server_ttft else None,
+        "raw_ttft_ms_p50": _round(metrics.median(raw_ttft)),
+        "ttft_ratio_p50": _round(metrics.median([s / r for s, r in zip(site_ttft, raw_ttft, strict=True)]), 3),
+        "site_tokens_per_s_p50": _round(metrics.median(site_tps)) if site_tps else None,
+        "raw_tokens_per_s_p50": _round(metrics.median(raw_tps)) if raw_tps else None,
+        "tokens_per_s_ratio_p50": _round(metrics.median(tps_ratios), 3) if tps_ratios else None,
+        "prompt_tokens_match": sum(p["prompt_tokens_site"] == p["prompt_tokens_rebuilt"] for p in pairs),
+        "same_answers": sum(bool(p["same_answer"]) for p in pairs),
+        "pairs": pairs,
+    }
+
+
+def _same_answer(product: dict, baseline: dict) -> bool:
+    return product["text"].strip() == baseline["text"].strip()
+
+
+async def _concurrent(site: _Site, questions: list[str]) -> dict:
+    paths = [await asyncio.to_thread(site.new_conversation) for _ in questions]
+    start = asyncio.Event()
+    tasks = [
+        asyncio.ensure_future(site.ask(q, socket_path=p, start=start)) for q, p in zip(questions, paths, strict=True)
+    ]
+    await asyncio.sleep(0.5)  # every socket is open and waiting
+    began = time.perf_counter()
+    start.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    wall = time.perf_counter() - began
+    records = [o for o in outcomes if isinstance(o, dict)]
+    failures = [repr(o) for o in outcomes if not isinstance(o, dict)]
+    errors = failures + [message for r in records for message in r["errors"]]
+    completed = [r for r in records if r.get("status") == "complete"]
+    ttfts = [r["ttft_ms"] for r in records if r["ttft_ms"] is not None]
+    # Time before the model started on an answer: the queue, plus saving and retrieval.
+    waits = [r["ttft_ms"] - r["server_ttft_ms"] for r in records if r["ttft_ms"] and r["server_ttft_ms"] is not None]
+    rates = [r["tokens_per_s"] for r in records if r["tokens_per_s"]]
+    total_tokens = sum(r["tokens"] for r in records)
+    return {
+        "clients": len(questions),
+        "completed": len(completed),
+        "errors": len(errors),
+        "error_messages": errors[:5],
+        "queued_events": sum(r["queued"] for r in records),
+        "max_queue_position": max((r["max_position"] for r in records), default=0),
+        "ttft_ms_p50": _round(metrics.median(ttfts)) if ttfts else None,
+        "ttft_ms_max": _round(max(ttfts)) if ttfts else None,
+        "wait_ms_p50": _round(metrics.median(waits)) if waits else None,
+        "wait_ms_max": _round(max(waits)) if waits else None,
+        "tokens_per_s_p50": _round(metrics.median(rates)) if rates else None,
+        "total_tokens": total_tokens,
+        "wall_seconds": round(wall, 2),
+        "aggregate_tokens_per_s": round(total_tokens / wall, 1) if wall else None,
+    }
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
