@@ -426,7 +426,8 @@ def _streaming(run: dict, result: dict) -> list[str]:
         _when(run, result),
         "",
         f"Model {result.get('model')}, greedy, max_tokens {result['max_tokens']}, context {result['llm_context']}, "
-        f"{result['llm_threads']} threads. Site: a real daphne on loopback, a `websockets` client asking SciFact "
+        f"{_site_threads(result)}; raw: {result['llm_threads']} threads. "
+        "Site: a real daphne on loopback, a `websockets` client asking SciFact "
         "claims through `ask` (one new conversation per question); client TTFT = `ask` sent → first `token` "
         "event (saving, retrieval, prompt building, prefill); server TTFT = `done.stats.ttft_ms` (prefill only). "
         "Raw: `llama_cpp.Llama.create_chat_completion(stream=True)` in a process of its own (no Django, no torch) "
@@ -491,6 +492,13 @@ def _streaming(run: dict, result: dict) -> list[str]:
     return out
 
 
+def _site_threads(result: dict) -> str:
+    generation, prompt = result.get("site_threads") or [result["llm_threads"]] * 2
+    if generation == prompt:
+        return f"site: {generation} threads"
+    return f"site: {generation} generation / {prompt} prompt threads"
+
+
 def _streaming_threads(parts: dict[str, tuple[dict, dict]], default: dict) -> list[str]:
     """Single-stream figures of runs with another ``LLM_THREADS``, beside the default's."""
     others = sorted((key, value) for key, value in parts.items() if key.startswith("streaming-threads-"))
@@ -504,7 +512,7 @@ def _streaming_threads(parts: dict[str, tuple[dict, dict]], default: dict) -> li
         threads = result["llm_threads"]
         rows.append(
             [
-                f"{label} ({threads} thread{'' if threads == 1 else 's'})"
+                f"{label} ({_site_threads(result)}, raw: {threads} thread{'' if threads == 1 else 's'})"
                 + (f", run {run.get('started')}" if run else ""),
                 f"{_fmt(single['site_ttft_ms_p50'], 0)} / {_fmt(single['raw_ttft_ms_p50'], 0)}",
                 f"{_fmt(single['site_tokens_per_s_p50'], 1)} / {_fmt(single['raw_tokens_per_s_p50'], 1)}",

@@ -52,6 +52,7 @@ def run(options, prepared: dict) -> dict:
 
     from accounts.services import create_api_token
     from bench import scifact
+    from chat.llm import thread_counts
 
     scifact.verify_checksums()
     corpus, queries, qrels = scifact.load_data()
@@ -69,8 +70,11 @@ def run(options, prepared: dict) -> dict:
         "max_tokens": MAX_TOKENS,
         "mode": "greedy",
         "llm_context": settings.LLM_CONTEXT,
+        # The raw baseline uses LLM_THREADS (or every core) for everything, its fastest setting;
+        # the site splits them as chat.llm.thread_counts says (0: generation leaves a core free).
         "llm_threads": settings.LLM_THREADS or os.cpu_count(),
-        "llm_threads_setting": settings.LLM_THREADS,  # 0: every core, the default
+        "llm_threads_setting": settings.LLM_THREADS,
+        "site_threads": list(thread_counts(settings.LLM_THREADS)),
     }
     raw = _RawModel()
     try:
