@@ -154,23 +154,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         ("prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s"),
         ("feedback", "feedback_comment"),
     ]
-    readonly_fields = [
-        "public_id",
-        "conversation_link",
-        "role",
-        "status",
-        "created",
-        "content",
-        "error",
-        "model",
-        "params",
-        "prompt_tokens",
-        "completion_tokens",
-        "ttft_ms",
-        "tokens_per_s",
-        "feedback",
-        "feedback_comment",
-    ]
+    # Review is read-only: every field shown is read-only.
+    readonly_fields = [name for row in fields for name in (row if isinstance(row, tuple) else (row,))]
     inlines = [CitationInline]
 
     @admin.display(description="conversation", ordering="conversation__title")
