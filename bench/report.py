@@ -609,21 +609,39 @@ def _plot_streaming(tps_axis, ttft_axis, entry) -> None:
     levels = result["concurrency"]
     clients = [level["clients"] for level in levels]
     single = result["single"]
-    tps_axis.plot(clients, [level["tokens_per_s_p50"] for level in levels], marker="o", label="per answer p50 (site)")
-    tps_axis.plot(clients, [level["aggregate_tokens_per_s"] for level in levels], marker="s", label="total (site)")
-    if single.get("raw_tokens_per_s_p50"):
-        tps_axis.axhline(single["raw_tokens_per_s_p50"], color="gray", linestyle="--", label="raw llama-cpp, 1 stream")
-    tps_axis.set_xticks(clients)
-    tps_axis.set_xlabel("concurrent clients")
-    tps_axis.set_ylabel("tokens/s")
-    tps_axis.set_title("Streaming tokens/s per concurrency")
-    tps_axis.legend(fontsize=8)
-    ttft_axis.plot(clients, [level["ttft_ms_p50"] for level in levels], marker="o", label="TTFT p50 (client)")
-    ttft_axis.plot(clients, [level["ttft_ms_max"] for level in levels], marker="^", label="TTFT max (client)")
-    if single.get("raw_ttft_ms_p50"):
-        ttft_axis.axhline(single["raw_ttft_ms_p50"], color="gray", linestyle="--", label="raw llama-cpp, 1 stream")
-    ttft_axis.set_xticks(clients)
-    ttft_axis.set_xlabel("concurrent clients")
-    ttft_axis.set_ylabel("ms (queue wait included)")
-    ttft_axis.set_title("Time to first token per concurrency")
-    ttft_axis.legend(fontsize=8)
+    _concurrency_axis(
+        tps_axis,
+        clients,
+        [
+            ([level["tokens_per_s_p50"] for level in levels], "o", "per answer p50 (site)"),
+            ([level["aggregate_tokens_per_s"] for level in levels], "s", "total (site)"),
+        ],
+        single.get("raw_tokens_per_s_p50"),
+        ylabel="tokens/s",
+        title="Streaming tokens/s per concurrency",
+    )
+    _concurrency_axis(
+        ttft_axis,
+        clients,
+        [
+            ([level["ttft_ms_p50"] for level in levels], "o", "TTFT p50 (client)"),
+            ([level["ttft_ms_max"] for level in levels], "^", "TTFT max (client)"),
+        ],
+        single.get("raw_ttft_ms_p50"),
+        ylabel="ms (queue wait included)",
+        title="Time to first token per concurrency",
+    )
+
+
+def _concurrency_axis(axis, clients: list[int], series, raw, *, ylabel: str, title: str) -> None:
+    """One streaming plot: ``series`` of (values, marker, label) per client count, and the
+    raw llama-cpp-python single-stream figure as a dashed baseline."""
+    for values, marker, label in series:
+        axis.plot(clients, values, marker=marker, label=label)
+    if raw:
+        axis.axhline(raw, color="gray", linestyle="--", label="raw llama-cpp, 1 stream")
+    axis.set_xticks(clients)
+    axis.set_xlabel("concurrent clients")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(fontsize=8)

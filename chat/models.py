@@ -33,6 +33,10 @@ class ConversationQuerySet(models.QuerySet):
         return self.filter(Q(title__icontains=text) | Q(pk__in=matching))
 
 
+# The statistics saved with each answer (the ``done`` event's ``stats``).
+STATS_FIELDS = ("model", "prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s")
+
+
 class Conversation(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
@@ -133,13 +137,7 @@ class Message(models.Model):
 
     @property
     def stats(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_s": self.tokens_per_s,
-            "model": self.model,
-        }
+        return {name: getattr(self, name) for name in STATS_FIELDS}
 
 
 class Citation(models.Model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
@@ -46,13 +46,7 @@ class GenerationStats:
     tokens_per_s: float | None = None
 
     def as_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_s": self.tokens_per_s,
-            "model": self.model,
-        }
+        return asdict(self)
 
 
 def _clean_title(title: str) -> str:

@@ -3,6 +3,9 @@ conversations with saved answers and citations."""
 
 from __future__ import annotations
 
+import uuid
+from types import SimpleNamespace
+
 from chat import services
 from chat.models import Conversation, Message
 from documents.models import Document, Visibility
@@ -25,6 +28,12 @@ ZORBLAX_PASSAGES = [
         "Rinse the Zorblax 3000 drip tray every day with warm water; it is dishwasher safe.",
     ),
 ]
+
+
+def make_passage(title: str, location: str, text: str, score: float) -> SimpleNamespace:
+    """A retrieval hit (``documents.retrieval.Hit``-like) for a chunk that does not exist, so a
+    citation made from it keeps only its copied text."""
+    return SimpleNamespace(chunk_id=0, document_id=uuid.uuid4(), title=title, location=location, text=text, score=score)
 
 
 def make_document(owner, title: str, sections: list[tuple[str, str]], *, visibility=Visibility.PRIVATE) -> Document:

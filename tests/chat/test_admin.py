@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -10,19 +9,12 @@ from django.urls import reverse
 
 from chat import services
 from chat.models import Conversation, Message
-from tests.chat.factories import answers, make_conversation
+from tests.chat.factories import answers, make_conversation, make_passage
 from tests.conftest import client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
-PASSAGE = SimpleNamespace(
-    chunk_id=0,
-    document_id=uuid.uuid4(),
-    title="Zorblax 3000 manual",
-    location="Warranty",
-    text="The warranty lasts three years and covers the pump.",
-    score=0.4,
-)
+PASSAGE = make_passage("Zorblax 3000 manual", "Warranty", "The warranty lasts three years and covers the pump.", 0.4)
 
 
 @pytest.fixture

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from types import SimpleNamespace
 
 import pytest
 from django.test import Client
 
 from chat.models import Conversation
-from tests.chat.factories import make_conversation
+from tests.chat.factories import make_conversation, make_passage
 
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/conversations/"
 
-PASSAGE = SimpleNamespace(
-    chunk_id=0,
-    document_id=uuid.uuid4(),
-    title="Handbook",
-    location="Holidays",
-    text="Employees get twenty-five vacation days.",
-    score=0.5,
-)
+PASSAGE = make_passage("Handbook", "Holidays", "Employees get twenty-five vacation days.", 0.5)
 
 
 def auth(token: str) -> dict:

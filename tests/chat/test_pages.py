@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -13,18 +12,11 @@ from django.urls import reverse
 
 from chat import services
 from chat.models import Conversation, Feedback, MessageStatus
-from tests.chat.factories import answers, make_conversation
+from tests.chat.factories import answers, make_conversation, make_passage
 
 pytestmark = pytest.mark.django_db
 
-PASSAGE = SimpleNamespace(
-    chunk_id=0,  # no such chunk: the citation keeps its copied text only
-    document_id=uuid.uuid4(),
-    title="Zorblax 3000 manual",
-    location="Descaling",
-    text="The Zorblax 3000 must be descaled every 40 days.",
-    score=0.0312,
-)
+PASSAGE = make_passage("Zorblax 3000 manual", "Descaling", "The Zorblax 3000 must be descaled every 40 days.", 0.0312)
 
 
 @pytest.fixture
