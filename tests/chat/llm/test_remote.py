@@ -1,5 +1,6 @@
-"""The OpenAI-compatible backend against a real ``python -m llama_cpp.server`` on loopback, running
-the same SmolLM2 GGUF: streaming, stop, the queue, token counts and failures."""
+"""The remote backend against a real ``python -m llama_cpp.server`` on loopback, running the same
+SmolLM2 GGUF: streaming, stop, the queue, token counts and failures; and the server's error
+payloads turned into readable messages."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import httpx
 import pytest
 
 from chat.llm import GenerationParams, LLMUnavailable, PromptTooLong, RemoteEngine, default_model_path, get_engine
+from chat.llm.remote import _error_text
 from chat.prompting import SYSTEM_PROMPT
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # a llama_cpp.server subprocess, or a socket nobody listens on
 
 API_KEY = "test-llm-key"
 GROUNDED = [
@@ -119,6 +121,7 @@ async def wait_for(condition, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@slow
 async def test_an_answer_streams_through_the_server(remote):
     generation = remote.stream(GROUNDED, GenerationParams(mode="greedy", max_tokens=60))
     pieces = [piece async for piece in generation]
@@ -133,6 +136,7 @@ async def test_an_answer_streams_through_the_server(remote):
     assert stats["ttft_ms"] >= 0
 
 
+@slow
 async def test_max_tokens_and_sampling_settings_reach_the_server(remote):
     generation = remote.stream(COUNTING, GenerationParams(mode="sampling", temperature=0.5, seed=3, max_tokens=6))
     answer = await collect(generation)
@@ -143,6 +147,7 @@ async def test_max_tokens_and_sampling_settings_reach_the_server(remote):
     )
 
 
+@slow
 async def test_stopping_mid_stream_ends_the_servers_generation_and_serves_the_next_request(remote, llm_server):
     first = remote.stream(COUNTING, GenerationParams(max_tokens=500))
     positions: list[int] = []
@@ -165,6 +170,7 @@ async def test_stopping_mid_stream_ends_the_servers_generation_and_serves_the_ne
     assert second.stats["finish_reason"] == "stop"
 
 
+@slow
 async def test_with_the_gguf_at_hand_prompt_counts_match_the_servers_exactly(remote, settings, llm_server):
     settings.LLM_MODEL_PATH = str(default_model_path())
     exact = get_engine()
@@ -184,6 +190,7 @@ async def test_with_the_gguf_at_hand_prompt_counts_match_the_servers_exactly(rem
     assert remote.count_tokens(GROUNDED[1]["content"]) >= exact.count_tokens(GROUNDED[1]["content"])
 
 
+@slow
 async def test_a_prompt_too_long_for_the_context_is_refused_without_calling_the_server(remote):
     generation = remote.stream([{"role": "user", "content": "word " * 3000}], GenerationParams(max_tokens=10))
 
@@ -191,6 +198,7 @@ async def test_a_prompt_too_long_for_the_context_is_refused_without_calling_the_
         await anext(generation)
 
 
+@slow
 async def test_a_wrong_api_key_is_reported_as_unavailable(remote, settings):
     settings.LLM_API_KEY = "not-the-key"
 
@@ -198,6 +206,7 @@ async def test_a_wrong_api_key_is_reported_as_unavailable(remote, settings):
         await collect(get_engine().stream(COUNTING, GenerationParams(max_tokens=3)))
 
 
+@slow
 async def test_a_server_that_is_down_is_reported_as_unavailable_and_frees_the_queue(settings):
     settings.LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     settings.LLM_MODEL_PATH = ""
@@ -210,3 +219,20 @@ async def test_a_server_that_is_down_is_reported_as_unavailable_and_frees_the_qu
             await asyncio.wait_for(collect(generation), 30)
         assert generation.stats["finish_reason"] == "error"
     assert engine.queue_length == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        ({"error": {"message": "Requested tokens exceed context window", "type": "x"}}, "Requested tokens"),
+        ({"error": "model not loaded"}, "model not loaded"),
+        ({"detail": "Invalid API key"}, "Invalid API key"),
+        (["unexpected", "shape"], "['unexpected', 'shape']"),
+    ],
+)
+def test_the_servers_error_payloads_become_readable_text(payload, text):
+    assert _error_text(payload).startswith(text)
+
+
+def test_error_text_from_the_server_is_cut_to_a_readable_length():
+    assert len(_error_text({"error": {"message": "x" * 5000}})) == 300
