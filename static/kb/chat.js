@@ -2,6 +2,12 @@
  *
  * Protocol: docs/websocket-protocol.md. No build step, no dependencies.
  *
+ * Screen readers: the message list is not a live region. An answer being written carries
+ * aria-busy="true" and is never read out token by token; when it ends, one short sentence
+ * ("Answer complete.", "Answer stopped." or the error) goes to the hidden #answer-status
+ * region. The passage panel is a modal <dialog> that gives focus back to the citation that
+ * opened it.
+ *
  * Safety rule: text from the model or from documents is only ever put in the page through
  * textContent / createTextNode. This file never assigns innerHTML, so no markup in an
  * answer or a passage can reach the DOM as HTML.
@@ -36,7 +42,8 @@
   /* ---------------------------------------------------------------------------------------
    * Markdown, safely: a small subset (paragraphs, fenced code, inline code, bold, italic,
    * bullet and numbered lists, headings as bold lines) built as DOM nodes from plain text.
-   * Citation markers [n] (also [1, 2]) become buttons when passage n exists.
+   * Citation markers [n] (also [1, 2]) become buttons when passage n exists; `cite` maps each
+   * passage number to the button's accessible name.
    * ------------------------------------------------------------------------------------- */
 
   const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+?\*\*)|(__[^_\n]+?__)|(\*[^*\s][^*\n]*?\*)|(\b_[^_\s][^_\n]*?_\b)|(\[\d{1,3}(?:\s*,\s*\d{1,3})*\])/g;
@@ -65,7 +72,9 @@
             const button = el("button", "cite", String(n));
             button.type = "button";
             button.dataset.n = String(n);
-            button.title = "Open passage " + n;
+            // "Source 2: Handbook, page 3" rather than a bare "2".
+            button.setAttribute("aria-label", cite.get(n));
+            button.title = cite.get(n);
             parent.appendChild(button);
           });
         } else {
@@ -158,42 +167,64 @@
     return fragment;
   }
 
-  function citationNumbers(article) {
-    const numbers = new Set();
-    article.querySelectorAll(".sources li[data-n]").forEach((li) => numbers.add(parseInt(li.dataset.n, 10)));
-    return numbers;
+  // The accessible name of a citation button; templates/chat/_message.html writes the same.
+  function sourceLabel(n, title, location) {
+    return "Source " + n + ": " + title + (location ? ", " + location : "");
+  }
+
+  function citationLabels(article) {
+    const labels = new Map();
+    article.querySelectorAll(".sources li[data-n]").forEach((li) => {
+      labels.set(parseInt(li.dataset.n, 10), sourceLabel(li.dataset.n, li.dataset.title, li.dataset.location));
+    });
+    return labels;
   }
 
   function renderBody(article, text) {
     const body = article.querySelector(".msg-body");
     body.dataset.raw = text;
-    body.replaceChildren(renderMarkdown(text, citationNumbers(article)));
+    body.replaceChildren(renderMarkdown(text, citationLabels(article)));
     body.classList.add("rendered");
   }
 
   /* ------------------------------------------------------------------------------------ */
-  /* Passage panel                                                                         */
+  /* Passage panel: a modal <dialog> (Escape closes it natively)                            */
 
   const panel = document.getElementById("passage-panel");
+  let opener = null; // {button, article, n}: where focus goes back when the panel closes
 
-  function openPassage(article, n) {
+  function openPassage(article, n, button) {
     const item = article && article.querySelector('.sources li[data-n="' + n + '"]');
     if (!item || !panel) return;
     document.getElementById("passage-n").textContent = "Passage [" + n + "]";
     document.getElementById("passage-title").textContent = item.dataset.title || "";
     document.getElementById("passage-location").textContent = item.dataset.location || "";
     document.getElementById("passage-text").textContent = item.querySelector(".passage-text").textContent;
-    panel.hidden = false;
+    opener = { button: button, article: article, n: n };
+    if (!panel.open) panel.showModal();
     document.getElementById("passage-close").focus();
   }
 
+  function returnFocus() {
+    if (!opener) return;
+    let target = opener.button;
+    if (!target || !target.isConnected) {
+      // A streaming answer re-renders its body, replacing the [n] button that was clicked:
+      // fall back to the same marker in the new body, then to the source list entry.
+      const n = '[data-n="' + opener.n + '"]';
+      target = opener.article.querySelector("button.cite" + n) || opener.article.querySelector(".source-link" + n);
+    }
+    opener = null;
+    if (target) target.focus();
+  }
+
   if (panel) {
-    document.getElementById("passage-close").addEventListener("click", () => {
-      panel.hidden = true;
+    document.getElementById("passage-close").addEventListener("click", () => panel.close());
+    // The panel's content fills it, so a click that lands on the <dialog> itself is on the backdrop.
+    panel.addEventListener("click", (event) => {
+      if (event.target === panel) panel.close();
     });
-    document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") panel.hidden = true;
-    });
+    panel.addEventListener("close", returnFocus);
   }
 
   /* ------------------------------------------------------------------------------------ */
@@ -218,6 +249,7 @@
       const button = el("button", "source-link");
       button.type = "button";
       button.dataset.n = String(source.n);
+      button.setAttribute("aria-label", sourceLabel(source.n, source.title, source.location));
       button.appendChild(el("span", "source-n", "[" + source.n + "]"));
       button.appendChild(document.createTextNode(" " + source.title));
       if (source.location) button.appendChild(el("span", "muted", " — " + source.location));
@@ -331,7 +363,7 @@
       if (!target) return;
       const article = target.closest(".msg");
       if (target.classList.contains("cite") || target.classList.contains("source-link")) {
-        openPassage(article, target.dataset.n);
+        openPassage(article, target.dataset.n, target);
       } else if (target.classList.contains("fb-up") || target.classList.contains("fb-down")) {
         if (!article.dataset.messageId) return;
         const wanted = target.classList.contains("fb-up") ? "up" : "down";
@@ -430,6 +462,7 @@
   const stopButton = document.getElementById("stop-button");
   const regenerateButton = document.getElementById("regenerate-button");
   const statusLine = document.getElementById("chat-status");
+  const answerStatus = document.getElementById("answer-status");
 
   const CLOSE_REASONS = {
     4401: "You are signed out. Sign in again to continue.",
@@ -445,6 +478,12 @@
   function setStatus(text, isError) {
     statusLine.textContent = text || "";
     statusLine.classList.toggle("error-text", !!isError);
+  }
+
+  // The one thing a screen reader hears about an answer: how it ended. Cleared when the next
+  // answer starts, so the same sentence twice in a row is still a change to announce.
+  function announce(text) {
+    if (answerStatus) answerStatus.textContent = text || "";
   }
 
   function hasQuestion() {
@@ -499,7 +538,9 @@
   function startAnswer() {
     const article = buildMessage("assistant");
     article.classList.add("streaming");
-    current = { article: article, text: "", frame: 0 };
+    article.setAttribute("aria-busy", "true");
+    announce("");
+    current = { article: article, text: "", frame: 0, queued: false };
     setNote(article, "Searching the knowledge base…");
     return article;
   }
@@ -528,17 +569,21 @@
     scrollDown();
   }
 
-  function finishCurrent(note, isError) {
+  // Ends the answer being written: `note` is shown under it, `spoken` (default: the note) is
+  // announced once.
+  function finishCurrent(note, isError, spoken) {
     if (!current) return;
     const article = current.article;
     cancelAnimationFrame(current.frame);
     renderBody(article, current.text);
     article.classList.remove("streaming");
+    article.setAttribute("aria-busy", "false");
     if (note) setNote(article, note, isError);
     else {
       const old = article.querySelector(".msg-note");
       if (old) old.remove();
     }
+    announce(spoken || note);
     current = null;
   }
 
@@ -554,9 +599,15 @@
 
   function handle(event) {
     switch (event.type) {
-      case "queued":
-        if (current) setNote(current.article, "Waiting for the model — position " + event.position + " in the queue.");
+      case "queued": {
+        if (!current) break;
+        const waiting = "Waiting for the model — position " + event.position + " in the queue.";
+        setNote(current.article, waiting);
+        // Said once per answer; the position counting down is only shown.
+        if (!current.queued) announce(waiting);
+        current.queued = true;
         break;
+      }
       case "sources":
         if (!current) break;
         buildSources(current.article, event.sources || []);
@@ -574,7 +625,8 @@
         article.dataset.messageId = event.message;
         article.dataset.status = event.status || "complete";
         article.classList.add("msg-" + (event.status || "complete"));
-        finishCurrent(event.status === "stopped" ? "Stopped before the end." : "");
+        if (event.status === "stopped") finishCurrent("Stopped before the end.", false, "Answer stopped.");
+        else finishCurrent("", false, "Answer complete.");
         addFooter(article, event.stats);
         setBusy(false);
         setStatus("");
