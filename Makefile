@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
 	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING
 
-.PHONY: run test lint format bench install browser node-tools tools clean-db
+.PHONY: run test test-quick lint format bench install browser node-tools tools clean-db
 
 install: $(STAMP)
 
@@ -52,6 +52,11 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 test: install browser node-tools tools
 	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 		if [ $$status -eq 5 ]; then echo "no tests were collected"; fi; exit $$status
+
+# The inner loop: everything but the browser, live-server, multi-process and deployment tests
+# CI always runs the whole `make test`.
+test-quick: install
+	@$(TEST_ENV) $(PY) -m pytest -m "not slow and not deploy" $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

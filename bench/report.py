@@ -297,10 +297,10 @@ def _retrieval(run: dict, result: dict) -> list[str]:
         "(m=16, ef_construction=64, the migration's definition) built after the load. Queries: "
         f"{result['queries_per_measurement']} noisy copies of stored vectors per measurement, k=10. Recall@10 "
         "is against a brute-force NumPy top 10 over the chunks that reader may read. `dense` is "
-        "`retrieval._dense` (product settings: exact scan up to `RETRIEVAL_EXACT_SCAN_MAX` readable chunks, "
+        "`retrieval.dense` (product settings: exact scan up to `RETRIEVAL_EXACT_SCAN_MAX` readable chunks, "
         "HNSW with a widened `ef_search` above); `HNSW forced` sets `RETRIEVAL_EXACT_SCAN_MAX=0`; `exact scan` is "
-        "the baseline; `search` is the whole hybrid `retrieval.search(user, text, 10)` with the query embedding "
-        f"stubbed (a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its own). "
+        "the baseline; `search` is the whole hybrid `retrieval.search(user, text, 10, vector=...)` given the "
+        f"query vector (a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its own). "
         "`exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` says "
         "whether Postgres's planner walks the HNSW index for the index-path query at all (for a reader of few "
         "chunks it may sort that reader's rows exactly instead, through the `document_id` index).",

@@ -11,12 +11,12 @@ What is measured, and how:
 - Two readers: a staff user, who reads every chunk, and a user who reads only their own
   documents, 1 % of the chunks (everything else is private to another owner).
 - Per scale and reader, over the same queries (noisy copies of stored vectors):
-  ``retrieval._dense(visible, vector, 10)`` with the product's settings (it picks the HNSW
+  ``retrieval.dense(visible, vector, 10)`` with the product's settings (it picks the HNSW
   path or an exact scan, see its docstring), the same with the HNSW path forced
-  (``RETRIEVAL_EXACT_SCAN_MAX=0``), and an exact scan (``retrieval._exact``) as the baseline:
+  (``RETRIEVAL_EXACT_SCAN_MAX=0``), and an exact scan (``retrieval.exact``) as the baseline:
   p50/p95 latency and recall@10 against a brute-force NumPy top 10 of the chunks that reader
   may read. ``retrieval.search(user, text, 10)`` (hybrid, the whole product call) is timed too
-  with the query embedding stubbed to the synthetic query vector; the embedding's own cost is
+  with the synthetic query vector given as its embedding; the embedding's own cost is
   measured separately on real text.
 """
 
@@ -213,36 +213,34 @@ def _brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray) -> l
 
 
 def _planner_uses_hnsw(base, vector, readable: int) -> bool:
-    """Whether Postgres walks the HNSW index for the query ``_dense`` sends on its index path.
+    """Whether Postgres walks the HNSW index for the query ``retrieval.dense`` sends on its index path.
 
     For a reader of a small share the planner may prefer the ``document_id`` index and sort the
     few readable rows exactly, which is both exact and fast: then "HNSW forced" is not HNSW.
     """
     from django.db import connection, transaction
-    from pgvector.django import CosineDistance
 
-    from documents import retrieval
+    from documents.models import Chunk
 
-    total = max(readable, retrieval._total_chunks())
+    total = max(readable, Chunk.objects.estimated_count())
     ef_search = min(1000, max(100, int(K / (readable / total)) + K))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
-        plan = base.annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:K].explain()
+        plan = base.nearest(vector)[:K].explain()
     return "chunk_embedding_hnsw" in plan
 
 
 def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
     from django.test import override_settings
 
-    from documents import embeddings, retrieval
+    from documents import retrieval
     from documents.models import Chunk
 
     visible = Chunk.objects.visible_to(user)
     readable = visible.count()
-    base = visible.select_related("document")
     figures: dict = {"readable_chunks": readable}
     exact_calls = {"count": 0}
-    real_exact = retrieval._exact
+    real_exact = retrieval.exact
 
     def counting_exact(*args, **kwargs):
         exact_calls["count"] += 1
@@ -251,7 +249,7 @@ def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
     def timed(name: str, call, *, settings: dict | None = None, check: bool = True) -> None:
         latencies, recalls = [], []
         exact_calls["count"] = 0
-        with override_settings(**(settings or {})), mock.patch.object(retrieval, "_exact", counting_exact):
+        with override_settings(**(settings or {})), mock.patch.object(retrieval, "exact", counting_exact):
             call(query_vectors[0], texts[0])  # warm-up: plans, caches
             exact_calls["count"] = 0
             for index in progress(range(len(query_vectors)), desc=f"retrieval {scale}: {name}", unit="query"):
@@ -269,21 +267,15 @@ def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
         figures[name]["exact_scans"] = exact_calls["count"]
 
     def dense(vector, _text):
-        return retrieval._dense(visible, vector, K)
+        return retrieval.dense(visible, vector, K)
 
     def exact(vector, _text):
-        from pgvector.django import CosineDistance
-
-        return real_exact(base.annotate(distance=CosineDistance("embedding", vector)), K)
-
-    vector_for = {}
+        return real_exact(visible, vector, K)
 
     def search(vector, text):
-        vector_for[text] = vector
-        with mock.patch.object(embeddings, "embed_query", lambda query: vector_for[query]):
-            return retrieval.search(user, text, K, apply_floor=False)
+        return retrieval.search(user, text, K, apply_floor=False, vector=vector)
 
-    figures["planner uses HNSW on the index path"] = _planner_uses_hnsw(base, query_vectors[0], readable)
+    figures["planner uses HNSW on the index path"] = _planner_uses_hnsw(visible, query_vectors[0], readable)
     timed("dense (product path)", dense)
     timed("dense (HNSW forced)", dense, settings={"RETRIEVAL_EXACT_SCAN_MAX": 0})
     timed("exact scan (baseline)", exact)

@@ -30,10 +30,6 @@ from chat.models import Conversation
 LIST_LIMIT = 200
 
 
-def _socket_path(conversation: Conversation) -> str:
-    return f"/ws/chat/{conversation.public_id}/"
-
-
 def conversation_summary(conversation: Conversation, request: HttpRequest) -> dict:
     data = {
         "id": str(conversation.public_id),
@@ -41,7 +37,7 @@ def conversation_summary(conversation: Conversation, request: HttpRequest) -> di
         "created": conversation.created.isoformat(),
         "updated": conversation.updated.isoformat(),
         "url": request.build_absolute_uri(reverse("chat_api:conversation", args=[conversation.public_id])),
-        "socket": _socket_path(conversation),
+        "socket": conversation.socket_path,
     }
     if hasattr(conversation, "message_count"):
         data["message_count"] = conversation.message_count
@@ -49,7 +45,7 @@ def conversation_summary(conversation: Conversation, request: HttpRequest) -> di
 
 
 def _get_owned(request: HttpRequest, public_id: uuid.UUID) -> Conversation:
-    conversation = Conversation.objects.for_user(request.user).filter(public_id=public_id).first()
+    conversation = Conversation.objects.owned(request.user, public_id)
     if conversation is None:
         raise ApiError("Conversation not found.", 404)
     return conversation
@@ -97,5 +93,5 @@ def conversation(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         services.delete_conversation(found)
         return HttpResponse(status=204)
     data = services.export_json(found)
-    data["socket"] = _socket_path(found)
+    data["socket"] = found.socket_path
     return JsonResponse(data)

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from documents.retrieval import passage_payload
+
 TITLE_MAX_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What is saved and sent (the ``done`` event's ``stats``) about how one answer was made;
+    every field may be unknown (None). The field names are ``Message``'s column names."""
+
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: int | None = None
+    tokens_per_s: float | None = None
+
+    @classmethod
+    def from_engine(cls, stats: dict[str, Any]) -> GenerationStats:
+        """From the engine's live stats dict (see ``chat.llm.engine``), which has more keys."""
+        return cls(**{f.name: stats.get(f.name) for f in fields(cls) if stats.get(f.name) is not None})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -19,6 +43,11 @@ class ConversationQuerySet(models.QuerySet):
         if user is None or not user.is_authenticated:
             return self.none()
         return self.filter(user=user)
+
+    def owned(self, user, public_id: uuid.UUID) -> Conversation | None:
+        """The conversation ``public_id`` if ``user`` owns it, else None: the one access rule
+        for pages (404), the API (404) and the socket (close 4404)."""
+        return self.for_user(user).filter(public_id=public_id).first()
 
     def search(self, text: str) -> ConversationQuerySet:
         """Conversations whose title or any message contains ``text`` (case-insensitive).
@@ -33,8 +62,7 @@ class ConversationQuerySet(models.QuerySet):
         return self.filter(Q(title__icontains=text) | Q(pk__in=matching))
 
 
-# The statistics saved with each answer (the ``done`` event's ``stats``).
-STATS_FIELDS = ("model", "prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s")
+STATS_FIELDS = tuple(f.name for f in fields(GenerationStats))
 
 
 class Conversation(models.Model):
@@ -64,6 +92,11 @@ class Conversation(models.Model):
     def display_title(self) -> str:
         return self.title or "New conversation"
 
+    @property
+    def socket_path(self) -> str:
+        """Where to ask questions in this conversation (docs/websocket-protocol.md)."""
+        return f"/ws/chat/{self.public_id}/"
+
 
 class Role(models.TextChoices):
     USER = "user", "User"
@@ -80,6 +113,31 @@ class Feedback(models.IntegerChoices):
     UP = 1, "Thumbs up"
     NONE = 0, "None"
     DOWN = -1, "Thumbs down"
+
+
+class MessageQuerySet(models.QuerySet):
+    def last_question(self) -> Message | None:
+        """The latest question among these messages (``conversation.messages.last_question()``)."""
+        return self.filter(role=Role.USER).order_by("-created", "-pk").first()
+
+    def prompt_history(self, before: Message) -> list[tuple[str, str]]:
+        """Earlier exchanges for the prompt, oldest first, as (role, content) pairs: each question
+        followed by its complete answer. Call it on one conversation's messages.
+
+        Stopped and failed answers (and the questions they leave unanswered) are left out, so
+        the model never sees a half-finished reply as if it were its own.
+        """
+        earlier = list(
+            self.filter(created__lte=before.created)
+            .exclude(pk=before.pk)
+            .order_by("created", "pk")
+            .values_list("role", "content", "status")
+        )
+        history: list[tuple[str, str]] = []
+        for (role, question, _), (next_role, answer, status) in zip(earlier, earlier[1:], strict=False):
+            if role == Role.USER and next_role == Role.ASSISTANT and status == MessageStatus.COMPLETE:
+                history += [("user", question), ("assistant", answer)]
+        return history
 
 
 class Message(models.Model):
@@ -101,6 +159,8 @@ class Message(models.Model):
     feedback = models.SmallIntegerField(choices=Feedback.choices, default=Feedback.NONE)
     feedback_comment = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["conversation", "created", "pk"]
@@ -160,6 +220,9 @@ class Citation(models.Model):
     score = models.FloatField()
     title = models.CharField(max_length=300)
     location = models.CharField(max_length=500, blank=True)
+    # The passage's place in its document when it was cited (the document page's #chunk-N).
+    ordinal = models.PositiveIntegerField(null=True, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
     text = models.TextField()
 
     class Meta:
@@ -174,12 +237,16 @@ class Citation(models.Model):
         return f"[{self.n}] {self.title}"
 
     def as_source(self) -> dict:
-        """The shape of one entry in the websocket ``sources`` event and the API."""
+        """The same shape as an entry of the websocket ``sources`` event."""
         return {
             "n": self.n,
-            "document": str(self.document_public_id) if self.document_public_id else None,
-            "title": self.title,
-            "location": self.location,
-            "text": self.text,
-            "score": self.score,
+            **passage_payload(
+                document_id=self.document_public_id,
+                ordinal=self.ordinal,
+                title=self.title,
+                location=self.location,
+                page=self.page,
+                text=self.text,
+                score=self.score,
+            ),
         }

@@ -16,7 +16,7 @@ returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.st
   alternating roles accept it.
 - When everything does not fit: drop the oldest turn first, then the lowest-ranked passage.
   When even the bare question (instructions + question, nothing else) does not fit, raise
-  ``PromptTooLong`` with a message for the user.
+  ``PromptTooLong`` with a message for the user (``check_question_fits`` alone does that check).
 
 ``passages`` are objects or mappings with ``title``, ``location``, ``text`` (and optionally ``n``);
 ``PromptPlan.passages_used`` returns the same objects, untrimmed, for the citations.
@@ -118,6 +118,18 @@ def _assemble(question: str, blocks: list[str], turns: list[tuple[str, str]]) ->
     return messages
 
 
+def check_question_fits(question: str, engine: TokenCounter, params: GenerationParams) -> None:
+    """Raise ``PromptTooLong`` unless the instructions and ``question`` alone, with
+    ``params.max_tokens`` reserved for the answer, fit the model's context."""
+    bare_tokens = engine.count_prompt_tokens(_assemble(question.strip(), [], []))
+    if bare_tokens + params.max_tokens > engine.context_size:
+        raise PromptTooLong(
+            f"Your question is too long: {bare_tokens} tokens, the model's context holds {engine.context_size} "
+            f"tokens including {params.max_tokens} reserved for the answer. Shorten the question or lower "
+            "max tokens."
+        )
+
+
 def build_messages(
     *,
     question: str,
@@ -129,14 +141,7 @@ def build_messages(
     """Plan the prompt for ``question``; see the module docstring. Raises ``PromptTooLong``."""
     question = question.strip()
     budget = engine.context_size - params.max_tokens
-    bare = _assemble(question, [], [])
-    bare_tokens = engine.count_prompt_tokens(bare)
-    if bare_tokens > budget:
-        raise PromptTooLong(
-            f"Your question is too long: {bare_tokens} tokens, the model's context holds {engine.context_size} "
-            f"tokens including {params.max_tokens} reserved for the answer. Shorten the question or lower "
-            "max tokens."
-        )
+    check_question_fits(question, engine, params)
     limit = settings.LLM_PASSAGE_MAX_TOKENS
     blocks = [
         format_passage(_field(p, "n", None) or rank, p, trim_to_tokens(str(_field(p, "text")), limit, engine))

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from chat.models import TITLE_MAX_LENGTH, Citation, Conversation, Feedback, Message, MessageStatus, Role
+from chat.models import (
+    TITLE_MAX_LENGTH,
+    Citation,
+    Conversation,
+    Feedback,
+    GenerationStats,
+    Message,
+    MessageStatus,
+    Role,
+)
 from documents.models import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -29,24 +37,12 @@ class Source(Protocol):
 
     chunk_id: int
     document_id: Any  # the document's public UUID
+    ordinal: int
     title: str
     location: str
+    page: int | None
     text: str
     score: float
-
-
-@dataclass(frozen=True)
-class GenerationStats:
-    """What the engine reports about one answer; every field may be unknown (None)."""
-
-    model: str = ""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    ttft_ms: int | None = None
-    tokens_per_s: float | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _clean_title(title: str) -> str:
@@ -167,6 +163,8 @@ def _create_citations(message: Message, sources: Sequence[Source]) -> None:
             score=float(source.score),
             title=source.title[:300],
             location=(source.location or "")[:500],
+            ordinal=source.ordinal,
+            page=source.page,
             text=source.text,
         )
         for n, source in enumerate(sources, start=1)

@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
@@ -36,22 +36,16 @@ _ID_PLACEHOLDER = uuid.UUID(int=0)
 
 def owned_conversation(user, public_id: uuid.UUID) -> Conversation:
     """The conversation ``public_id`` if ``user`` owns it; 404 otherwise."""
-    return get_object_or_404(Conversation.objects.for_user(user), public_id=public_id)
+    conversation = Conversation.objects.owned(user, public_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
 
 
 def owned_answer(user, public_id: uuid.UUID) -> Message:
     """The assistant message ``public_id`` in one of ``user``'s conversations; 404 otherwise."""
     answers = Message.objects.filter(conversation__in=Conversation.objects.for_user(user), role=Role.ASSISTANT)
     return get_object_or_404(answers.select_related("conversation"), public_id=public_id)
-
-
-def generation_settings(conversation: Conversation) -> dict:
-    """The conversation's remembered parameters, complete with defaults (and back to the
-    site defaults if they no longer validate, e.g. after LLM_MAX_TOKENS was lowered)."""
-    try:
-        return llm.GenerationParams.from_dict(conversation.settings).to_dict()
-    except llm.InvalidParams:
-        return llm.GenerationParams.from_dict({}).to_dict()
 
 
 def _sidebar(request: HttpRequest) -> dict:
@@ -106,11 +100,11 @@ def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
         conversation=conversation,
         history=history,
         rename_form=RenameForm(initial={"title": conversation.title}),
-        params=generation_settings(conversation),
+        params=llm.remembered_params(conversation.settings).to_dict(),
         max_tokens_limit=settings.LLM_MAX_TOKENS,
         chat_config={
             "conversation": str(conversation.public_id),
-            "socketPath": f"/ws/chat/{conversation.public_id}/",
+            "socketPath": conversation.socket_path,
             "settingsUrl": reverse("chat:settings", args=[conversation.public_id]),
             "feedbackUrl": reverse("chat:feedback", args=[_ID_PLACEHOLDER]),
             "idPlaceholder": str(_ID_PLACEHOLDER),

@@ -109,16 +109,20 @@ class DocumentAdmin(admin.ModelAdmin):
         return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            # upload_document saved it while the form was validated (see AdminUploadForm).
-            if not form.created:
-                self.message_user(
-                    request,
-                    f"{obj.owner} already uploaded this file as “{obj.title}”; no new document was made.",
-                    messages.WARNING,
-                )
+        if change:
+            super().save_model(request, obj, form, change)
             return
-        super().save_model(request, obj, form, change)
+        # Adding: the upload service stores the file; ``obj`` (an unsaved placeholder the
+        # admin goes on to log and redirect to) becomes the document it made or found.
+        document, created = form.upload(form.cleaned_data["owner"])
+        obj.pk = document.pk
+        obj.refresh_from_db()
+        if not created:
+            self.message_user(
+                request,
+                f"{obj.owner} already uploaded this file as “{obj.title}”; no new document was made.",
+                messages.WARNING,
+            )
 
     def get_deleted_objects(self, objs, request):
         # Django's confirmation page would list every chunk; a document can have thousands.

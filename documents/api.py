@@ -29,7 +29,7 @@ from django.urls import reverse
 
 from accounts.api import ApiError, api_view
 from documents import services
-from documents.forms import file_size_error, groups_for
+from documents.forms import UploadForm, groups_for
 from documents.models import Document, Visibility
 
 PAGE_SIZE = 50
@@ -100,10 +100,6 @@ def documents(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _too_large(size: int) -> ApiError:
-    return ApiError(file_size_error(size) or "The file is too large.", 413, code="too_large")
-
-
 def _upload(request: HttpRequest) -> JsonResponse:
     # Refuse an oversized body before Django parses (and spools) it.
     try:
@@ -111,41 +107,28 @@ def _upload(request: HttpRequest) -> JsonResponse:
     except ValueError:
         content_length = 0
     if content_length > settings.UPLOAD_MAX_BYTES + MULTIPART_OVERHEAD:
-        raise _too_large(content_length)
-
+        raise ApiError(services.too_large_message("The request", content_length), 413, code="too_large")
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError("Send the file as multipart/form-data in the field 'file'.", 400, code="invalid")
-    upload = request.FILES.get("file")
-    if upload is None:
+    if "file" not in request.FILES:
         raise ApiError("The multipart field 'file' is missing.", 400, code="invalid")
-    if upload.size > settings.UPLOAD_MAX_BYTES:
-        raise _too_large(upload.size)
-    if not upload.size:
-        raise ApiError(file_size_error(0), 400, code="empty")
 
-    title = request.POST.get("title", "").strip()
-    if len(title) > 300:
-        raise ApiError("The title is too long (at most 300 characters).", 400, code="invalid")
+    # The site's upload form validates; the API only reads its own conveniences first: groups
+    # by name or id, and visibility "groups" implied by naming groups.
     groups = _requested_groups(request)
-    visibility = request.POST.get("visibility", "").strip().lower() or (
-        Visibility.GROUPS if groups else Visibility.PRIVATE
-    )
-    if visibility not in Visibility.values:
-        raise ApiError(f"'visibility' must be one of: {', '.join(Visibility.values)}.", 400, code="invalid")
-    if visibility == Visibility.GROUPS and not groups:
-        raise ApiError("Visibility 'groups' needs at least one group in 'groups'.", 400, code="invalid")
-    if visibility != Visibility.GROUPS and groups:
+    data = {
+        "title": request.POST.get("title", "").strip(),
+        "visibility": request.POST.get("visibility", "").strip().lower()
+        or (Visibility.GROUPS if groups else Visibility.PRIVATE),
+        "groups": [group.pk for group in groups],
+    }
+    if data["visibility"] != Visibility.GROUPS and groups:
         raise ApiError("'groups' only applies when visibility is 'groups'.", 400, code="invalid")
-
+    form = UploadForm(data, request.FILES, user=request.user)
+    if not form.is_valid():
+        raise _form_error(form)
     try:
-        document, created = services.upload_document(
-            request.user,
-            file_name=upload.name,
-            data=upload.read(),
-            title=title,
-            visibility=visibility,
-            groups=groups,
-        )
+        document, created = form.upload(request.user)
     except services.UploadError as exc:
         raise ApiError(exc.message, UPLOAD_ERROR_STATUS.get(exc.code, 400), code=exc.code) from None
     body = document_json(document, request)
@@ -154,6 +137,13 @@ def _upload(request: HttpRequest) -> JsonResponse:
     if created:
         response["Location"] = body["url"]
     return response
+
+
+def _form_error(form: UploadForm) -> ApiError:
+    """The form's first error as an API error; the file's own codes choose the status."""
+    error = next(iter(form.errors.as_data().values()))[0]
+    code = error.code if error.code in UPLOAD_ERROR_STATUS else "invalid"
+    return ApiError(" ".join(error.messages), UPLOAD_ERROR_STATUS[code], code=code)
 
 
 def _requested_groups(request: HttpRequest) -> list[Group]:

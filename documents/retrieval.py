@@ -19,6 +19,11 @@ A relevance floor makes "nothing matches" honest: when no candidate's cosine sim
 reaches ``RETRIEVAL_MIN_SIMILARITY`` the result is empty, and the caller says the knowledge
 base has no answer instead of letting the model invent one.
 
+``search(..., vector=v)`` takes a query embedding computed beforehand (the chat embeds in its
+own executor); ``dense(visible, vector, k)`` is the dense side alone, as the product runs it,
+and ``exact(visible, vector, k)`` the exact scan it falls back to.
+Ranking SQL lives on ``ChunkQuerySet`` (``nearest``, ``matching``, ``ranked_by_lexemes``).
+
 Raises nothing of its own; database errors propagate.
 """
 
@@ -27,13 +32,12 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
-from django.db.models import Case, Count, ExpressionWrapper, F, FloatField, Q, Value, When
 from pgvector.django import CosineDistance
 
 from documents import embeddings
@@ -47,12 +51,34 @@ MAX_QUERY_CHARS = 2000
 MAX_K = 50
 # Weight of ts_rank in the full-text score: only orders chunks whose matched words tie.
 TIE_BREAK = 0.01
+# Digits kept of scores in payloads: enough to order, not float noise.
+SCORE_DIGITS = 4
+
+
+def passage_payload(
+    *, document_id, ordinal: int | None, title: str, location: str, page: int | None, text: str, score: float
+) -> dict:
+    """The one JSON shape of a passage: a search result, a ``sources`` entry, a saved citation.
+
+    ``document`` is the document's public id (None once it is deleted) and ``ordinal`` the
+    passage's position in it (the document page's ``#chunk-<ordinal>``): no database keys.
+    """
+    return {
+        "document": str(document_id) if document_id else None,
+        "ordinal": ordinal,
+        "title": title,
+        "location": location,
+        "page": page,
+        "text": text,
+        "score": round(float(score), SCORE_DIGITS),
+    }
 
 
 @dataclass(frozen=True)
 class Hit:
     chunk_id: int
     document_id: uuid.UUID
+    ordinal: int
     title: str
     location: str
     page: int | None
@@ -61,16 +87,23 @@ class Hit:
     similarity: float
 
     def as_dict(self) -> dict:
-        return {
-            "chunk": self.chunk_id,
-            "document": str(self.document_id),
-            "title": self.title,
-            "location": self.location,
-            "page": self.page,
-            "text": self.text,
-            "score": round(self.score, 6),
-            "similarity": round(self.similarity, 4),
-        }
+        """A search API result: the passage and its cosine similarity to the query."""
+        return {**self._passage(), "similarity": round(self.similarity, SCORE_DIGITS)}
+
+    def as_source(self, n: int) -> dict:
+        """An entry of the websocket ``sources`` event: the passage numbered as the model sees it."""
+        return {"n": n, **self._passage()}
+
+    def _passage(self) -> dict:
+        return passage_payload(
+            document_id=self.document_id,
+            ordinal=self.ordinal,
+            title=self.title,
+            location=self.location,
+            page=self.page,
+            text=self.text,
+            score=self.score,
+        )
 
 
 @dataclass
@@ -92,8 +125,12 @@ def search(
     candidates: int | None = None,
     apply_floor: bool = True,
     fusion: Fusion | None = None,
+    vector=None,
 ) -> list[Hit]:
-    """The ``k`` best chunks for ``query`` among those ``user`` may read (see module doc)."""
+    """The ``k`` best chunks for ``query`` among those ``user`` may read (see module doc).
+
+    ``vector``: the query's embedding when the caller computed it already.
+    """
     query = (query or "").strip()[:MAX_QUERY_CHARS]
     k = min(max(1, k or settings.RETRIEVAL_K), MAX_K)
     if not query:
@@ -103,10 +140,11 @@ def search(
     readable = visible.count()
     if readable == 0:
         return []
-    vector = embeddings.embed_query(query)
+    if vector is None:
+        vector = embeddings.embed_query(query)
     found: dict[int, _Candidate] = {}
     if mode in ("hybrid", "dense"):
-        for rank, chunk in enumerate(_dense(visible, vector, pool, readable), start=1):
+        for rank, chunk in enumerate(dense(visible, vector, pool, readable), start=1):
             found[chunk.pk] = _Candidate(chunk, 1.0 - chunk.distance, dense_rank=rank)
     if mode in ("hybrid", "text"):
         for rank, chunk in enumerate(_full_text(visible, readable, vector, query, pool), start=1):
@@ -161,6 +199,7 @@ def _hit(entry: _Candidate) -> Hit:
     return Hit(
         chunk_id=chunk.pk,
         document_id=chunk.document.public_id,
+        ordinal=chunk.ordinal,
         title=chunk.document.title,
         location=chunk.location,
         page=chunk.page,
@@ -170,8 +209,8 @@ def _hit(entry: _Candidate) -> Hit:
     )
 
 
-def _dense(visible, vector, pool: int, readable: int | None = None) -> list[Chunk]:
-    """Nearest chunks by cosine distance.
+def dense(visible, vector, k: int, readable: int | None = None) -> list[Chunk]:
+    """The ``k`` chunks of ``visible`` nearest to ``vector``, each with its ``distance``.
 
     The HNSW index is approximate and the access filter is applied after it, so a user who
     can read a small share of all chunks would get few or no rows from it. Such a user's
@@ -184,35 +223,24 @@ def _dense(visible, vector, pool: int, readable: int | None = None) -> list[Chun
         readable = visible.count()
     if readable == 0:
         return []
-    wanted = min(pool, readable)
-    base = visible.select_related("document").annotate(distance=CosineDistance("embedding", vector))
-    share = min(1.0, readable / max(readable, _total_chunks()))
+    wanted = min(k, readable)
+    share = min(1.0, readable / max(readable, Chunk.objects.estimated_count()))
     if share < 0.5 and readable <= settings.RETRIEVAL_EXACT_SCAN_MAX:
-        return _exact(base, wanted)
+        return exact(visible, vector, wanted)
     ef_search = min(1000, max(settings.RETRIEVAL_EF_SEARCH, int(wanted / share) + wanted))
     with transaction.atomic(), connection.cursor() as cursor:
         # SET LOCAL lasts until the end of this transaction only.
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
-        rows = list(base.order_by("distance")[:wanted])
+        rows = list(visible.nearest(vector)[:wanted])
     if len(rows) < wanted:
         log.info("HNSW returned %d of %d rows for a %.1f%% readable share; exact scan", len(rows), wanted, share * 100)
-        return _exact(base, wanted)
+        return exact(visible, vector, wanted)
     return rows
 
 
-def _total_chunks() -> int:
-    """The number of chunks, from the planner's statistics when it has them (no scan)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'documents_chunk'::regclass")
-        estimate = cursor.fetchone()[0]
-    # -1: never analysed yet; small tables are cheap to count.
-    return estimate if estimate > 0 else Chunk.objects.count()
-
-
-def _exact(base, wanted: int) -> list[Chunk]:
-    # Ordering by an expression the index does not serve ("distance + 0") makes Postgres
-    # compute every readable distance instead of walking the approximate index.
-    return list(base.order_by(F("distance") + Value(0.0))[:wanted])
+def exact(visible, vector, k: int) -> list[Chunk]:
+    """The ``k`` chunks of ``visible`` nearest to ``vector`` by an exact scan (no index)."""
+    return list(visible.nearest(vector, exact=True)[:k])
 
 
 def _full_text(visible, readable: int, vector, query: str, pool: int) -> list[Chunk]:
@@ -221,47 +249,26 @@ def _full_text(visible, readable: int, vector, query: str, pool: int) -> list[Ch
     Each query lexeme a chunk contains adds that lexeme's inverse document frequency over
     the chunks this user may read (the BM25 form ``ln(1 + (N - df + 0.5) / (df + 0.5))``), so
     a rare word — a product code, a name — outweighs common ones; ``ts_rank`` breaks ties.
-    Plain ``ts_rank`` over the OR-ed query knows nothing of rarity: on SciFact this scoring
-    lifts full text alone from nDCG@10 0.601 to 0.652 (docs/benchmarks.md).
+    Plain ``ts_rank`` over the OR-ed query knows nothing of rarity (docs/architecture.md).
     """
     lexemes = _lexemes(query)
     if not lexemes:
         return []
-    any_word = _tsquery(" | ".join(_quote(lexeme) for lexeme in lexemes))
-    one_word = [_tsquery(_quote(lexeme)) for lexeme in lexemes]
-    # Document frequencies within the readable set, in one pass over the matching rows; the
-    # user's own readable set also keeps other users' private words from shaping the scores.
-    frequencies = visible.filter(search_vector=any_word).aggregate(
-        **{f"df{i}": Count("pk", filter=Q(search_vector=word)) for i, word in enumerate(one_word)}
-    )
-    score = Value(0.0) + TIE_BREAK * SearchRank(F("search_vector"), any_word)
-    for i, word in enumerate(one_word):
-        df = frequencies[f"df{i}"]
-        if df:
-            idf = math.log(1 + (readable - df + 0.5) / (df + 0.5))
-            score = score + Case(When(search_vector=word, then=Value(idf)), default=Value(0.0))
-    return list(
-        visible.select_related("document")
-        .filter(search_vector=any_word)
-        .annotate(
-            text_score=ExpressionWrapper(score, output_field=FloatField()), distance=CosineDistance("embedding", vector)
-        )
-        .order_by("-text_score", "pk")[:pool]
-    )
+    # Document frequencies within the readable set: the user's own readable set also keeps
+    # other users' private words from shaping the scores.
+    weights = [idf(df, readable) for df in visible.lexeme_frequencies(lexemes)]
+    ranked = visible.ranked_by_lexemes(lexemes, weights, tie_break=TIE_BREAK)
+    return list(ranked.annotate(distance=CosineDistance("embedding", vector))[:pool])
 
 
-def _tsquery(raw: str) -> SearchQuery:
-    return SearchQuery(raw, search_type="raw", config="simple")
+def idf(df: int, readable: int) -> float:
+    """BM25's inverse document frequency of a word found in ``df`` of ``readable`` chunks (0: absent)."""
+    return math.log(1 + (readable - df + 0.5) / (df + 0.5)) if df else 0.0
 
 
-def _quote(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _lexemes(query: str) -> list[str]:
+def _lexemes(query: str) -> Sequence[str]:
     """The query's English lexemes, from Postgres itself (``to_tsvector('english', ...)``, the
-    configuration of the chunks' tsvector) so stemming and stop words match. They are then
-    matched with the 'simple' configuration, so they are not stemmed twice."""
+    configuration of the chunks' tsvector) so stemming and stop words match."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [query])
         return list(cursor.fetchone()[0] or [])

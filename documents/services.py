@@ -17,11 +17,12 @@ from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
 from documents import filetypes
-from documents.models import Document, DocumentFile, Status, Visibility
+from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Document, DocumentFile, Status, Visibility
 
 log = logging.getLogger(__name__)
 
 INGEST_TASK = "documents.tasks.ingest_document"
+GROUPS_REQUIRED = "Choose at least one group to share the document with."
 
 
 class UploadError(Exception):
@@ -57,23 +58,13 @@ def upload_document(
     ``groups`` count only with ``visibility=groups``, which needs at least one.
     Raises ``UploadError`` (nothing stored) for empty, too large, unsupported or invalid input.
     """
-    name = filetypes.safe_filename(file_name)
     data = bytes(data)
-    if not data:
-        raise UploadError("The file is empty.", code="empty")
-    if len(data) > settings.UPLOAD_MAX_BYTES:
-        raise UploadError(
-            f"{name} is {_size(len(data))}; the limit is {_size(settings.UPLOAD_MAX_BYTES)}.", code="too_large"
-        )
+    name, mime_type = check_upload(file_name, data)
     if visibility not in Visibility.values:
         raise UploadError(f"Unknown visibility {visibility!r}.", code="invalid")
     groups = list(groups) if visibility == Visibility.GROUPS else []
     if visibility == Visibility.GROUPS and not groups:
-        raise UploadError("Choose at least one group to share the document with.", code="invalid")
-    try:
-        mime_type = filetypes.detect_mime_type(name, data)
-    except filetypes.UnsupportedFile as exc:
-        raise UploadError(exc.message, code="unsupported") from None
+        raise UploadError(GROUPS_REQUIRED, code="invalid")
 
     sha256 = hashlib.sha256(data).hexdigest()
     existing = Document.objects.filter(owner=owner, sha256=sha256).first()
@@ -81,7 +72,7 @@ def upload_document(
         log.info("upload by user %s is a duplicate of document %s", owner.pk, existing.pk)
         return existing, False
 
-    title = " ".join(title.split())[: Document._meta.get_field("title").max_length]
+    title = " ".join(title.split())[:DOCUMENT_TITLE_MAX_LENGTH]
     try:
         with transaction.atomic():
             document = Document.objects.create(
@@ -105,6 +96,27 @@ def upload_document(
         return existing, False
     log.info("user %s uploaded document %s (%s, %d bytes)", owner.pk, document.pk, mime_type, len(data))
     return document, True
+
+
+def check_upload(file_name: str, data: bytes) -> tuple[str, str]:
+    """The one check of an uploaded file's bytes: ``(display-safe name, MIME type by content)``.
+
+    Raises ``UploadError`` with code ``empty``, ``too_large`` (over ``UPLOAD_MAX_BYTES``) or
+    ``unsupported`` (type decided by the bytes, not the name). The upload forms call it too.
+    """
+    name = filetypes.safe_filename(file_name)
+    if not data:
+        raise UploadError("The file is empty.", code="empty")
+    if len(data) > settings.UPLOAD_MAX_BYTES:
+        raise UploadError(too_large_message(name, len(data)), code="too_large")
+    try:
+        return name, filetypes.detect_mime_type(name, data)
+    except filetypes.UnsupportedFile as exc:
+        raise UploadError(exc.message, code="unsupported") from None
+
+
+def too_large_message(what: str, size: int) -> str:
+    return f"{what} is {_size(size)}; the largest file you can upload is {_size(settings.UPLOAD_MAX_BYTES)}."
 
 
 def _size(size: int) -> str:

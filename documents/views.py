@@ -69,16 +69,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     else:
         form = UploadForm(user=request.user)
     if form.is_bound and form.is_valid():
-        upload_file = form.cleaned_data["file"]
         try:
-            document, created = services.upload_document(
-                request.user,
-                file_name=upload_file.name,
-                data=upload_file.read(),
-                title=form.cleaned_data["title"],
-                visibility=form.cleaned_data["visibility"],
-                groups=list(form.cleaned_data["groups"]),
-            )
+            document, created = form.upload(request.user)
         except services.UploadError as exc:
             form.add_error("file", exc.message)
         else:

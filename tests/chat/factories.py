@@ -7,7 +7,7 @@ import uuid
 from types import SimpleNamespace
 
 from chat import services
-from chat.models import Conversation, Message
+from chat.models import Conversation, GenerationStats, Message
 from documents.models import Document, Visibility
 from tests.factories import make_ready_document
 
@@ -33,7 +33,16 @@ ZORBLAX_PASSAGES = [
 def make_passage(title: str, location: str, text: str, score: float) -> SimpleNamespace:
     """A retrieval hit (``documents.retrieval.Hit``-like) for a chunk that does not exist, so a
     citation made from it keeps only its copied text."""
-    return SimpleNamespace(chunk_id=0, document_id=uuid.uuid4(), title=title, location=location, text=text, score=score)
+    return SimpleNamespace(
+        chunk_id=0,
+        document_id=uuid.uuid4(),
+        ordinal=0,
+        title=title,
+        location=location,
+        page=None,
+        text=text,
+        score=score,
+    )
 
 
 def make_document(owner, title: str, sections: list[tuple[str, str]], *, visibility=Visibility.PRIVATE) -> Document:
@@ -52,7 +61,7 @@ def make_conversation(user, title: str = "", exchanges: list[tuple[str, str]] = 
             conversation,
             content=answer,
             sources=sources,
-            stats=services.GenerationStats(
+            stats=GenerationStats(
                 model="SmolLM2-test", prompt_tokens=120, completion_tokens=12, ttft_ms=80, tokens_per_s=31.5
             ),
             params={"mode": "greedy", "max_tokens": 64},

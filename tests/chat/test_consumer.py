@@ -12,8 +12,8 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from chat import prompting, services
-from chat.consumers import CLOSE_NOT_FOUND, CLOSE_NOT_SIGNED_IN, prompt_history
 from chat.models import Citation, Conversation, Message, MessageStatus, Role
+from chat.protocol import CLOSE_NOT_FOUND, CLOSE_NOT_SIGNED_IN
 from kb_site.asgi import application
 from tests.chat.factories import make_conversation
 
@@ -433,7 +433,7 @@ def test_prompt_history_keeps_only_questions_with_complete_answers(alice):
     services.append_user_message(conversation, "Third?")
     services.save_assistant_message(conversation, content="Thr", status=MessageStatus.STOPPED)
     current = services.append_user_message(conversation, "Fourth?")
-    assert prompt_history(conversation, current) == [
+    assert conversation.messages.prompt_history(current) == [
         ("user", "First?"),
         ("assistant", "One."),
         ("user", "Second?"),

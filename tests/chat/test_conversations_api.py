@@ -85,8 +85,10 @@ def test_detail_has_messages_with_citations_stats_and_params(client, alice, alic
         {
             "n": 1,
             "document": str(PASSAGE.document_id),
+            "ordinal": 0,
             "title": "Handbook",
             "location": "Holidays",
+            "page": None,
             "text": "Employees get twenty-five vacation days.",
             "score": 0.5,
         }

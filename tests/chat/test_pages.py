@@ -201,8 +201,10 @@ def test_json_export_has_messages_citations_stats_and_feedback(alice_client, des
         {
             "n": 1,
             "document": str(PASSAGE.document_id),
+            "ordinal": 0,
             "title": "Zorblax 3000 manual",
             "location": "Descaling",
+            "page": None,
             "text": PASSAGE.text,
             "score": 0.0312,
         }

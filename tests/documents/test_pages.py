@@ -133,7 +133,7 @@ def test_a_file_over_the_limit_gets_a_friendly_form_error(alice_client):
     response = upload(alice_client, markdown_file())
     assert response.status_code == 400
     html = response.content.decode()
-    assert "the largest file you can upload is 100\xa0bytes" in html
+    assert "the largest file you can upload is 100 bytes" in html
     assert not Document.objects.exists()
 
 

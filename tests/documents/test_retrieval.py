@@ -173,7 +173,7 @@ def test_a_user_who_can_read_one_percent_of_chunks_still_gets_k_results(alice, b
         cursor.execute("ANALYZE documents_chunk")
     query_vector = _random_unit_vectors(1, seed=99)[0]
     visible = Chunk.objects.visible_to(bob)
-    found = retrieval._dense(visible, query_vector, 10)
+    found = retrieval.dense(visible, query_vector, 10)
     assert len(found) == 10
     assert {c.document_id for c in found} == {docs[bob.pk].pk}
     exact = sorted(
