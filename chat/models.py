@@ -156,6 +156,14 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
     tokens_per_s = models.FloatField("tokens per second", null=True, blank=True)
+    # How generation ended (chat.llm's finish reasons: stop, length, cancelled, error) or
+    # "loop" when the repetition guard ended it; empty when no model was called.
+    finish_reason = models.CharField(max_length=20, blank=True)
+    # The quoted answer shown before the model starts: {"text": sentence, "source": n}, or {}.
+    evidence = models.JSONField(default=dict, blank=True)
+    # The grounding check of the answer, sentence by sentence (chat.grounding):
+    # [{"text": sentence, "supported": bool, "sources": [n, ...]}, ...].
+    grounding = models.JSONField(default=list, blank=True)
     feedback = models.SmallIntegerField(choices=Feedback.choices, default=Feedback.NONE)
     feedback_comment = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -224,6 +232,9 @@ class Citation(models.Model):
     ordinal = models.PositiveIntegerField(null=True, blank=True)
     page = models.PositiveIntegerField(null=True, blank=True)
     text = models.TextField()
+    # The sentences of ``text`` that best answer the question (chat.evidence):
+    # [{"text": sentence, "start": offset, "end": offset}, ...], offsets in code points.
+    highlight = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["message", "n"]
@@ -249,4 +260,5 @@ class Citation(models.Model):
                 text=self.text,
                 score=self.score,
             ),
+            "highlight": self.highlight,
         }

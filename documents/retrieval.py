@@ -90,9 +90,10 @@ class Hit:
         """A search API result: the passage and its cosine similarity to the query."""
         return {**self._passage(), "similarity": round(self.similarity, SCORE_DIGITS)}
 
-    def as_source(self, n: int) -> dict:
-        """An entry of the websocket ``sources`` event: the passage numbered as the model sees it."""
-        return {"n": n, **self._passage()}
+    def as_source(self, n: int, highlight: Sequence[dict] = ()) -> dict:
+        """An entry of the websocket ``sources`` event: the passage numbered as the model sees it,
+        with the sentences that answer the question (``chat.evidence``)."""
+        return {"n": n, **self._passage(), "highlight": list(highlight)}
 
     def _passage(self) -> dict:
         return passage_payload(
