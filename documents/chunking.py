@@ -31,10 +31,17 @@ HEADING_SEPARATOR = " › "
 # tokenizer reads as one unknown token: it is still cut, not stored as one giant chunk. It also
 # bounds how much text the tokenizer reads at a time when cutting a very long line.
 _MAX_CHARS_PER_TOKEN = 16
+# These patterns read uploaded text, so each must take time linear in it (see
+# documents/filetypes.py): no quantifier inside another, and where a search tries every
+# position, a lookbehind lets it give up at once inside a run it already tried from the start.
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # After sentence punctuation (optionally closed by quotes or brackets) and before the next
-# word, or at a line break.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*[ \t]+|[ \t]*\n\s*")
+# word, or at a line break (with the spaces before it). The line-break branch starts only where
+# a run of spaces starts: tried inside a long run with no line break after it, it would scan
+# the rest of the run from every position (quadratic).
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*[ \t]+|(?<![ \t])[ \t]*\n\s*")
+_WHITE_SPACE = re.compile(r"\s")
+_WHITE_SPACE_RUN = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,7 @@ class _Splitter:
         """The longest run of trailing words of ``text`` within ``budget`` tokens."""
         # Only the last few hundred characters can fit: never tokenise a long line whole.
         limit = len(text) - budget * _MAX_CHARS_PER_TOKEN
-        starts = [m.end() for m in re.finditer(r"\s+", text) if m.end() >= limit and m.end() < len(text)]
+        starts = [m.end() for m in _WHITE_SPACE_RUN.finditer(text) if m.end() >= limit and m.end() < len(text)]
         low, high, best = 0, len(starts) - 1, None
         while low <= high:  # bisect for the earliest word start whose tail fits
             middle = (low + high) // 2
@@ -251,9 +258,9 @@ class _Splitter:
             if is_last:
                 return len(text)
             # The whole window fits but more text follows: end at its last space, if any.
-            spaces = [m.start() for m in re.finditer(r"\s", text[len(text) // 2 :])]
+            spaces = [m.start() for m in _WHITE_SPACE.finditer(text[len(text) // 2 :])]
             return len(text) // 2 + spaces[-1] if spaces else len(text)
-        cut = self._largest_fitting(text, [m.start() for m in re.finditer(r"\s+", text) if m.start() > 0])
+        cut = self._largest_fitting(text, [m.start() for m in _WHITE_SPACE_RUN.finditer(text) if m.start() > 0])
         if cut is None:
             cut = self._largest_fitting(text, list(range(1, len(text))))
         if cut is None:

@@ -54,9 +54,11 @@ def extract(data: bytes, mime_type: str) -> list[Section]:
 
 # -- cleaning ---------------------------------------------------------------------------------
 
+# Patterns here read uploaded text and must take time linear in it (see documents/filetypes.py).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_WHITE_SPACE_RUN = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:
@@ -345,7 +347,7 @@ def _html_sections(markup: str) -> list[Section]:
             stack.extend((child, None) for child in reversed(node.contents))
         elif type(node) is NavigableString:  # skips comments, doctypes, CDATA, processing instructions
             text = str(node)
-            buffer.append(text if pre_depth else re.sub(r"\s+", " ", text))
+            buffer.append(text if pre_depth else _WHITE_SPACE_RUN.sub(" ", text))
     end_paragraph()
     return builder.finish()
 

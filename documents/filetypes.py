@@ -39,8 +39,19 @@ _HTML_EXTENSIONS = {".html", ".htm", ".xhtml"}
 _TYPE_NAMES = {PDF: "a PDF", DOCX: "a Word document", MARKDOWN: "Markdown", HTML: "HTML", PLAIN: "plain text"}
 # Formats whose bytes are readable text but whose text is markup a reader would not want.
 _TEXTUAL_UNSUPPORTED = {"application/rtf": "an RTF document", "application/postscript": "a PostScript file"}
-_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
-_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+\S", re.M)
+# Every pattern here (and in extraction and chunking) must run in time linear in its input:
+# they see uploaded bytes in the web process, where a backtracking pattern stops every request
+# (re holds the GIL). So no quantifier inside another, and a pattern searched at every position
+# must fail fast where it cannot match (tests/documents/test_filetypes.py checks both).
+# (A linear-time engine such as google-re2 would guarantee this, but would add a compiled
+# dependency for a handful of small patterns that re runs linearly when written this way.)
+# What may come before an HTML document's first tag: white space, then comments. These are
+# skipped by a loop, not a repeated group, which backtracked exponentially over many comments.
+# (No sniffing library fits: libmagic needs a system library, mimesniff is unmaintained.)
+_HTML_SPACE = re.compile(r"[ \t\n\r\f\v]*")
+_HTML_FIRST_TAG = re.compile(r"<(?:!doctype[ \t\n\r\f\v]+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.A)
+# A heading's marker and its text on one line: the space run cannot reach past the line.
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}[ \t]+\S", re.M)
 # Bytes enough to recognise every format we look at, without decoding whole files twice.
 _SNIFF_BYTES = 64 * 1024
 
@@ -142,11 +153,24 @@ def _text_type(text: str, extension: str) -> str:
         return MARKDOWN
     if extension in _HTML_EXTENSIONS:
         return HTML
-    if _HTML_START.match(text[:4096].encode("utf-8", "replace")):
+    if _starts_like_html(text):
         return HTML
     if extension in ("", ".text") and _MARKDOWN_HEADING.search(text[:20000]):
         return MARKDOWN
     return PLAIN
+
+
+def _starts_like_html(text: str) -> bool:
+    """Whether ``text`` opens with ``<!doctype html``, ``<html``, ``<head`` or ``<body``, after
+    any white space and comments. Linear in ``len(text)``: each comment is found with one
+    ``str.find`` from where the last one ended. (Callers pass at most ``_SNIFF_BYTES``.)"""
+    position = _HTML_SPACE.match(text).end()
+    while text.startswith("<!--", position):
+        end = text.find("-->", position + 4)
+        if end < 0:  # an unclosed comment: no tag follows
+            return False
+        position = _HTML_SPACE.match(text, end + 3).end()
+    return _HTML_FIRST_TAG.match(text, position) is not None
 
 
 _BOMS = (
@@ -235,15 +259,17 @@ def _decode_western(data: bytes) -> str:
 
 
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+_FOLDER_SEPARATOR = re.compile(r"[/\\]")
+_WHITE_SPACE_RUN = re.compile(r"\s+")
 
 
 def safe_filename(name: str) -> str:
     """A base name safe to store and show: no folders, no control characters, never empty."""
     name = unicodedata.normalize("NFC", str(name or ""))
-    name = re.split(r"[/\\]", name)[-1].replace("\t", " ")
+    name = _FOLDER_SEPARATOR.split(name)[-1].replace("\t", " ")
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
     name = _UNSAFE_CHARS.sub("", name)
-    name = re.sub(r"\s+", " ", name).strip(" .")
+    name = _WHITE_SPACE_RUN.sub(" ", name).strip(" .")
     if not name:
         return "upload"
     if len(name) > 255:

@@ -6,7 +6,10 @@ Token counts come from the real MiniLM tokenizer: the promise is about that mode
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from documents import embeddings
 from documents.chunking import split_sections
 from documents.extraction import Section
 
+ROOT = Path(__file__).resolve().parents[2]
 MAX = 256
 SOURCE_TEXT = (
     "the knowledge base splits documents into passages that the embedding model reads whole "
@@ -183,3 +187,46 @@ def test_five_thousand_abstracts_split_quickly():
     elapsed = time.perf_counter() - started
     assert len(drafts) >= 5000
     assert elapsed < 30, f"splitting took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("a" + " " * 100_000 + "b", ["a", "b"]),
+        ("Done." + " " * 100_000 + "Next one.", ["Done.", "Next", "one."]),
+        ("x" + " \t" * 50_000 + "\ny", ["x", "y"]),
+        ("Quoted.”" + "\u00a0" * 50_000 + "End", ["Quoted.”", "End"]),
+    ],
+    ids=["spaces", "after-a-sentence", "spaces-and-tabs-then-a-line-break", "no-break-spaces"],
+)
+def test_long_runs_of_white_space_split_correctly(text, words):
+    drafts = split([Section(text=text)])
+    assert_fits(drafts)
+    assert words_of(drafts) == words
+
+
+# Two million spaces between two words: sentence splitting that searched for a line break from
+# every position of the run took time quadratic in it (an hour here); linear takes under a
+# second. A subprocess, so that a regression fails this test instead of hanging the run.
+_SPACES_BETWEEN_WORDS = r"""
+from documents.chunking import split_sections
+from documents.extraction import Section
+drafts = split_sections(
+    [Section(text="alpha" + " " * 2_000_000 + "omega.")],
+    count_tokens=lambda text: len(text.split()) + 2,
+    max_tokens=256,
+    overlap_tokens=32,
+)
+print(" ".join(draft.text for draft in drafts))
+"""
+
+
+def test_sentence_splitting_is_linear_in_a_run_of_spaces():
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _SPACES_BETWEEN_WORDS], cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("splitting two words apart by 2 MB of spaces ran for more than 20 s: a pattern backtracks")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["alpha", "omega."]

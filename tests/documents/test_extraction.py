@@ -169,3 +169,29 @@ def test_a_file_with_no_text_fails(mime_type):
 def test_an_unknown_type_fails_with_a_readable_message():
     with pytest.raises(ExtractionError, match="cannot be read"):
         extract(b"data", "image/png")
+
+
+# Hostile shapes for the patterns that clean and split extracted text: each must come out right,
+# in time linear in its size (a backtracking pattern would make these run for minutes).
+def test_front_matter_that_never_closes_is_kept_as_text():
+    data = b"---\n" + b"title: x\n---   x\n" * 20_000 + b"The body."
+    sections = extract(data, MARKDOWN)
+    assert sections[-1].text.endswith("The body.")
+
+
+def test_front_matter_is_dropped_however_long_its_lines():
+    data = b"---\ntitle: " + b" " * 200_000 + b"x\n---" + b" \t" * 50_000 + b"\n# Guide\n\nText."
+    assert [(s.headings, s.text) for s in extract(data, MARKDOWN)] == [(("Guide",), "Guide\n\nText.")]
+
+
+def test_long_runs_of_hashes_and_white_space_are_cleaned_in_markdown():
+    data = b"#" * 100_000 + b" x\n\nword" + b" " * 200_000 + b"end\n\n\n\n\n" + b"\n" * 100_000 + b"last"
+    # More than six hashes open no heading: a paragraph.
+    assert [s.text for s in extract(data, MARKDOWN)] == ["#" * 100_000 + " x\n\nword end\n\nlast"]
+
+
+def test_long_runs_of_white_space_are_collapsed_in_html_and_plain_text():
+    html = b"<html><body><h1>T</h1><p>a" + b" \n\t" * 100_000 + b"b</p></body></html>"
+    assert extract(html, HTML)[0].text == "T\n\na b"
+    plain = b"a" + b" \t" * 100_000 + b"b" + b"\n" * 100_000 + b"c"
+    assert extract(plain, PLAIN)[0].text == "a b\n\nc"

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import re._constants as sre_constants
+import re._parser as sre_parser
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from documents import chunking, extraction, filetypes
 from documents.filetypes import (
     DOCX,
     HTML,
@@ -18,6 +25,8 @@ from documents.filetypes import (
     safe_filename,
 )
 from tests.documents.samples import make_docx, make_elf, make_exe, make_jpeg, make_pdf, make_png, make_zip
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +156,124 @@ def test_very_long_file_names_are_shortened_keeping_the_extension():
     name = safe_filename("a" * 400 + ".pdf")
     assert len(name) == 255
     assert name.endswith(".pdf")
+
+
+# -- hostile input: sniffing is linear in the bytes it reads (issue 11, finding 1) -------------
+
+COMMENT = b"<!---->"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (COMMENT * 5000 + b"<!DOCTYPE html><html><body>Hi</body></html>", HTML),
+        (b"<!-- licence -->\n" * 2000 + b"\n<html lang='en'><p>Hi</p></html>", HTML),
+        (COMMENT * 5000 + b"no markup after all", PLAIN),
+        (COMMENT * 20000 + b"<html>", PLAIN),  # the tag lies past the 64 KiB sniffed
+        (b"<!--" * 10000 + b"-->" + b"<html>", HTML),  # "nested" comments end at the first -->
+        (b"<!--" * 10000 + b"x", PLAIN),  # never closed
+        (b"<!-- " + b"-" * 60000 + b"<html>", PLAIN),
+        (b" \t\r\n" * 15000 + b"<body>text</body>", HTML),
+        (b"<!---->" + b" " * 60000 + b"<!--x-->" + b"\n" * 1000 + b"<head>", HTML),
+    ],
+    ids=[
+        "5000-comments-then-html",
+        "licence-comments-then-html",
+        "5000-comments-then-text",
+        "comments-past-the-sniffed-bytes",
+        "nested-comments",
+        "unclosed-comments",
+        "a-comment-of-dashes",
+        "white-space-then-body",
+        "long-white-space-between-comments",
+    ],
+)
+def test_comments_and_white_space_before_the_first_tag_are_skipped_whatever_their_number(data, expected):
+    assert detect_mime_type("saved page", data) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"#" * 60000, PLAIN),
+        (b"#" + b" " * 15000 + b"x", MARKDOWN),
+        (b"#" + b" " * 60000, PLAIN),
+        (b"#\n" * 30000, PLAIN),  # a heading's text is on its line
+        (b"# \n" * 5000 + b"# Title", MARKDOWN),
+        (b"####### " * 2000 + b"\n## Real heading", MARKDOWN),
+    ],
+    ids=["hashes", "heading-after-spaces", "spaces-to-the-end", "empty-headings", "then-a-heading", "too-many-hashes"],
+)
+def test_runs_of_hashes_and_spaces_are_sniffed_correctly(data, expected):
+    assert detect_mime_type("notes", data) == expected
+
+
+# Each takes hours (or longer) with a backtracking pattern and milliseconds in linear time; a
+# subprocess, so that a regression fails this test instead of hanging the test run.
+_ADVERSARIAL_SNIFFING = r"""
+from documents.filetypes import detect_mime_type, safe_filename
+for data in (
+    b"<!---->" * 60,
+    b"<!---->" * 5000 + b"not html",
+    b"<!--" * 5000 + b"-->" * 5000 + b"x",
+    b" <!-- a -->-->" * 3000 + b"x",
+):
+    print(detect_mime_type("page", data))
+print(len(safe_filename("a" + " " * 100000 + "b.txt")))
+"""
+
+
+def test_sniffing_adversarial_comments_takes_no_time_worth_measuring():
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _ADVERSARIAL_SNIFFING], cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("sniffing a few KB of HTML comments ran for more than 20 s: a pattern backtracks")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["text/plain"] * 4 + ["7"]
+
+
+# Modules whose patterns read uploaded bytes or the text extracted from them.
+UPLOAD_PATH_MODULES = [filetypes, extraction, chunking]
+
+
+def _nested_quantifiers(tree, inside_repeat: bool = False) -> list[str]:
+    """Unbounded quantifiers inside another quantifier: the shape that backtracks
+    exponentially, as ``(<!--.*?-->\\s*)*`` did."""
+    found = []
+    for op, argument in tree:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT):
+            _, high, body = argument
+            if inside_repeat and high == sre_constants.MAXREPEAT and op is not sre_constants.POSSESSIVE_REPEAT:
+                found.append(str(op))
+            found += _nested_quantifiers(body, inside_repeat or high > 1)
+        elif op is sre_constants.SUBPATTERN:
+            found += _nested_quantifiers(argument[-1], inside_repeat)
+        elif op is sre_constants.BRANCH:
+            for branch in argument[1]:
+                found += _nested_quantifiers(branch, inside_repeat)
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT, sre_constants.ATOMIC_GROUP):
+            found += _nested_quantifiers(argument if op is sre_constants.ATOMIC_GROUP else argument[1], inside_repeat)
+    return found
+
+
+def test_the_check_for_nested_quantifiers_finds_the_pattern_that_froze_the_site():
+    frozen = rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])"
+    assert _nested_quantifiers(sre_parser.parse(frozen, re.I | re.S))
+    assert not _nested_quantifiers(sre_parser.parse(r"^#{1,6}[ \t]+\S"))
+
+
+@pytest.mark.parametrize("module", UPLOAD_PATH_MODULES, ids=lambda module: module.__name__)
+def test_no_pattern_on_the_upload_path_nests_quantifiers(module):
+    patterns = {name: value for name, value in vars(module).items() if isinstance(value, re.Pattern)}
+    assert patterns
+    nested = {
+        name
+        for name, pattern in patterns.items()
+        if _nested_quantifiers(sre_parser.parse(pattern.pattern, pattern.flags))
+    }
+    assert nested == set()
+    # Every pattern is a named constant of the module, so the check above sees it.
+    source = Path(module.__file__).read_text()
+    assert re.findall(r"\bre\.(?:sub|subn|split|match|fullmatch|search|findall|finditer)\(", source) == []
