@@ -2,7 +2,8 @@
 # Entry point of the kb image: `docker-entrypoint.sh ROLE [EXTRA ARGS...]`.
 #
 # Roles (one image serves them all):
-#   web                  daphne (HTTP + websockets) on $HOST:$PORT (0.0.0.0:8000)
+#   web                  daphne (HTTP + websockets, request-body limits: kb_site/serve.py) on
+#                        $HOST:$PORT (0.0.0.0:8000)
 #   worker               django-q2 cluster (background ingestion)
 #   migrate              wait for the database, then `manage.py migrate --noinput`
 #   wait-for-migrations  block until no migration is pending (an init container of web/worker)
@@ -75,7 +76,7 @@ fi
 case "$role" in
     web)
         remember_role web
-        exec python -m daphne --proxy-headers \
+        exec python -m kb_site.serve --proxy-headers \
             -b "${HOST:-0.0.0.0}" -p "${PORT:-8000}" \
             kb_site.asgi:application "$@"
         ;;

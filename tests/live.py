@@ -93,7 +93,16 @@ class WebServer(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "kb_site.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "kb_site.serve",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "kb_site.asgi:application",
+            ],
             env,
             name,
             log_dir,
