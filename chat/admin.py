@@ -8,9 +8,9 @@ may delete a conversation (for example on a user's request).
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from chat.models import Citation, Conversation, Feedback, Message, Role
 
@@ -120,6 +120,25 @@ class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return deleted, counts, set(), protected
 
 
+class GroundingFilter(admin.SimpleListFilter):
+    """Answers by the grounding check: with sentences the sources do not support, or fully supported."""
+
+    title = "grounding"
+    parameter_name = "grounding"
+
+    def lookups(self, request, model_admin):
+        return [("unsupported", "Has unsupported sentences"), ("supported", "Fully supported")]
+
+    def queryset(self, request, queryset):
+        # jsonb containment: the grounding list holds an element with "supported": false.
+        unsupported = Q(grounding__contains=[{"supported": False}])
+        if self.value() == "unsupported":
+            return queryset.filter(unsupported)
+        if self.value() == "supported":
+            return queryset.filter(role=Role.ASSISTANT).exclude(grounding=[]).exclude(unsupported)
+        return queryset
+
+
 class CitationInline(ReadOnlyMixin, admin.StackedInline):
     model = Citation
     extra = 0
@@ -135,6 +154,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "role",
         "status",
         "feedback",
+        GroundingFilter,
+        "finish_reason",
         ("conversation__user", admin.RelatedOnlyFieldListFilter),
         "created",
     ]
@@ -148,6 +169,9 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "status",
         "created",
         "content",
+        "evidence_quote",
+        "grounding_check",
+        "finish_reason",
         "error",
         "model",
         "params",
@@ -166,3 +190,29 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="user", ordering="conversation__user__username")
     def user(self, message: Message) -> str:
         return message.conversation.user.get_username()
+
+    @admin.display(description="evidence")
+    def evidence_quote(self, message: Message) -> str:
+        if not message.evidence:
+            return "—"
+        return f"“{message.evidence.get('text', '')}” [{message.evidence.get('source')}]"
+
+    @admin.display(description="grounding")
+    def grounding_check(self, message: Message) -> str:
+        if not message.grounding:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<li class="{}">{} <strong>{}</strong></li>',
+            (
+                (
+                    "supported" if sentence.get("supported") else "unsupported",
+                    sentence.get("text", ""),
+                    ("supported " + " ".join(f"[{n}]" for n in sentence.get("sources", []))).strip()
+                    if sentence.get("supported")
+                    else "NOT FOUND IN THE SOURCES",
+                )
+                for sentence in message.grounding
+            ),
+        )
+        return format_html("<ol>{}</ol>", rows)

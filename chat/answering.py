@@ -1,18 +1,34 @@
-"""The answer use case: retrieve → build the prompt → stream → save, for one question.
+"""The answer use case: retrieve → quote the evidence → build the prompt → stream → check → save.
 
 Contract
 --------
 ``await answer(question, params, user=..., emit=...)`` answers a saved question ``Message``
 and sends the events of docs/websocket-protocol.md through ``emit`` (an async callable taking
-one event dict, built by ``chat.protocol``): ``queued``* → ``sources`` → ``token``* → ``done``,
-or ``error`` instead of ``done`` when the model fails. It returns the saved assistant
-``Message`` (``None`` only after a failure it could not save) and never raises, except
-``asyncio.CancelledError``: cancelling the task that runs it stops generation, saves the
-partial answer as ``stopped``, sends ``done`` and re-raises.
+one event dict, built by ``chat.protocol``): ``sources`` → ``evidence`` → ``queued``* →
+``token``* → ``done``, or ``error`` instead of ``done`` when the model fails. It returns the
+saved assistant ``Message`` (``None`` only after a failure it could not save) and never
+raises, except ``asyncio.CancelledError``: cancelling the task that runs it stops
+generation, saves the partial answer as ``stopped`` (checked like a finished one), sends
+``done`` and re-raises.
 
-Retrieval searches only what ``user`` may read. When nothing is relevant, the honest
-not-found answer is saved without calling the model. The query embedding runs in the
-embedding module's own thread; database work runs in small ``database_sync_to_async`` calls.
+Steps:
+
+1. **Retrieve** only what ``user`` may read. A follow-up ("And what is its hub height?") is
+   searched together with the previous question (``retrieval_query``): no extra model call.
+   ``FOLLOWUP_REWRITE=llm`` asks the model to rewrite it into a standalone question instead.
+   Nothing relevant: the honest not-found answer is saved without calling the model.
+2. **Fewer, better passages**: passages scoring below ``ANSWER_RELATIVE_SCORE`` × the best
+   one's are left out (of the prompt and of the sources shown).
+3. **Evidence** (``chat.evidence``): the best sentence of each passage is highlighted in
+   ``sources``, and the best one overall is sent at once as ``evidence``, before the answer
+   waits for the model.
+4. **Stream** the model's answer; the repetition guard (``chat.repetition``) ends it when the
+   model starts looping and keeps what came before (``finish_reason`` ``loop``).
+5. **Check** every sentence against the sources (``chat.grounding``); supported sentences
+   that cite nothing get their ``[n]``. Saved with the answer and sent in ``done``.
+
+Embedding work (query, evidence, grounding) runs in the embedding module's own thread;
+database work runs in small ``database_sync_to_async`` calls.
 
 ``await check_question(question, params)`` raises ``PromptTooLong`` when the question cannot fit
 the model's context even with no passages and no history (the caller refuses it before saving).
@@ -26,14 +42,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from chat import llm, prompting, protocol, services
+from chat import evidence, grounding, llm, prompting, protocol, repetition, sentences, services
 from chat.models import Conversation, GenerationStats, Message, MessageStatus
 from documents import embeddings, retrieval
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict], Awaitable[None]]
+
+# Words that point back at an earlier question ("its", "that one", "and ...").
+_REFERRING_TEXT = """it its it's they them their theirs this that these those he she him his her hers there one
+ones same also and but then"""
+_REFERRING = frozenset(_REFERRING_TEXT.split())
+FOLLOW_UP_MAX_WORDS = 2
+REWRITE_PROMPT = (
+    "Rewrite the follow-up question so that it can be understood without the previous question. "
+    "Reply with the rewritten question only."
+)
+REWRITE_MAX_TOKENS = 48
 
 
 async def check_question(question: str, params: llm.GenerationParams) -> None:
@@ -45,15 +73,38 @@ async def check_question(question: str, params: llm.GenerationParams) -> None:
     await asyncio.to_thread(prompting.check_question_fits, question, engine, params)
 
 
-async def search(user, query: str) -> list[retrieval.Hit]:
-    """``retrieval.search`` with the query embedded in the embedding thread."""
+def is_follow_up(question: str) -> bool:
+    """Whether ``question`` likely leans on the previous one: it is short, or refers back."""
+    words = [word.lower() for word in sentences.words(question)]
+    return len(sentences.content_words(question)) <= FOLLOW_UP_MAX_WORDS or any(w in _REFERRING for w in words)
+
+
+def retrieval_query(question: str, previous: str | None) -> str:
+    """What to search for: a follow-up together with the question before it."""
+    if previous and is_follow_up(question):
+        return f"{previous}\n{question}"
+    return question
+
+
+async def search(user, query: str):
+    """``(hits, query vector)``: ``retrieval.search`` with the query embedded in the embedding thread."""
     vector = await embeddings.aembed_query(query)
-    return await database_sync_to_async(retrieval.search)(user, query, vector=vector)
+    return await database_sync_to_async(retrieval.search)(user, query, vector=vector), vector
+
+
+def keep_relevant(hits: list) -> list:
+    """The hits scoring at least ``ANSWER_RELATIVE_SCORE`` × the best hit's score."""
+    if not hits:
+        return hits
+    floor = settings.ANSWER_RELATIVE_SCORE * hits[0].score
+    return [hit for hit in hits if hit.score >= floor]
 
 
 @database_sync_to_async
-def _history(question: Message) -> list[tuple[str, str]]:
-    return question.conversation.messages.prompt_history(question)
+def _history_and_previous(question: Message) -> tuple[list[tuple[str, str]], str | None]:
+    messages = question.conversation.messages
+    previous = messages.previous_question(question)
+    return messages.prompt_history(question), previous.content if previous else None
 
 
 _save = database_sync_to_async(services.save_assistant_message)
@@ -67,47 +118,73 @@ class _Answer:
     params: llm.GenerationParams
     pieces: list[str] = field(default_factory=list)
     sources: list = field(default_factory=list)
+    highlights: list[list[dict]] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
     engine_stats: dict = field(default_factory=dict)  # filled by the engine; final when the stream ends
-    saving: asyncio.Future | None = None  # the final save, once started
+    looped_at: int | None = None
+    saving: asyncio.Future | None = None  # the final check and save, once started
 
     @property
     def text(self) -> str:
-        return "".join(self.pieces)
+        text = "".join(self.pieces)
+        if self.looped_at is not None:
+            return repetition.trim_to_sentence(text[: self.looped_at])
+        return text
+
+    @property
+    def finish_reason(self) -> str:
+        return "loop" if self.looped_at is not None else self.engine_stats.get("finish_reason") or ""
 
     @property
     def stats(self) -> GenerationStats:
         return GenerationStats.from_engine(self.engine_stats)
 
-    def save(self, **fields) -> asyncio.Future:
-        """Start the final save. It runs to the end even if the task awaiting it is cancelled."""
-        self.saving = asyncio.ensure_future(
-            _save(self.conversation, params=self.params.to_dict(), sources=self.sources, **fields)
-        )
+    def finish(self, status: str = MessageStatus.COMPLETE) -> asyncio.Future:
+        """Start the final check and save. It runs to the end even if the task awaiting it is
+        cancelled (callers shield it)."""
+        self.saving = asyncio.ensure_future(self._check_and_save(status))
         return self.saving
+
+    async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
+        pairs = [(n, str(source.text)) for n, source in enumerate(self.sources, start=1)]
+        checked = await embeddings.arun(grounding.check, self.text, pairs) if pairs and self.text else None
+        message = await _save(
+            self.conversation,
+            content=checked.content if checked else self.text,
+            status=status,
+            sources=self.sources,
+            highlights=self.highlights,
+            params=self.params.to_dict(),
+            stats=self.stats,
+            finish_reason=self.finish_reason,
+            evidence=self.evidence,
+            grounding=checked.sentences if checked else [],
+        )
+        return message, checked
 
 
 async def answer(question: Message, params: llm.GenerationParams, *, user, emit: Emit) -> Message | None:
     """Answer ``question``; see the module docstring for the events and guarantees."""
     state = _Answer(conversation=question.conversation, params=params)
     try:
-        hits = await search(user, question.content)
+        history, previous = await _history_and_previous(question)
+        query = await _rewrite(question.content, previous, params) or retrieval_query(question.content, previous)
+        hits, vector = await search(user, query)
+        hits = keep_relevant(hits)
         if not hits:
             # Nothing in the knowledge base is relevant: say so honestly, without the model.
             await emit(protocol.sources([]))
             await emit(protocol.token(prompting.NOT_FOUND_ANSWER))
-            message = await asyncio.shield(state.save(content=prompting.NOT_FOUND_ANSWER, stats=GenerationStats()))
-            await emit(protocol.done(message, GenerationStats()))
-            return message
-        await _generate(state, question, hits, emit)
-        message = await asyncio.shield(state.save(content=state.text, stats=state.stats))
-        await emit(protocol.done(message, state.stats))
-        return message
+            state.pieces.append(prompting.NOT_FOUND_ANSWER)
+            return await _done(state, emit)
+        await _generate(state, question.content, vector, hits, history, emit)
+        return await _done(state, emit)
     except asyncio.CancelledError:
         # A stop that arrives while the finished answer is being saved keeps that answer as it is.
         if state.saving is None:
-            state.save(content=state.text, status=MessageStatus.STOPPED, stats=state.stats)
+            state.finish(MessageStatus.STOPPED)
             log.info("answer stopped after %d pieces in conversation %s", len(state.pieces), question.conversation_id)
-        message = await asyncio.shield(state.saving)
+        message, checked = await asyncio.shield(state.saving)
         await emit(protocol.done(message, state.stats))
         raise
     except llm.LLMError as exc:
@@ -117,22 +194,33 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
         return await _fail(state, "The answer failed because of an internal error.", emit)
 
 
-async def _generate(state: _Answer, question: Message, hits: list, emit: Emit) -> None:
-    """Build the prompt and stream the model's answer into ``state``."""
-    history = await _history(question)
+async def _done(state: _Answer, emit: Emit) -> Message:
+    message, _ = await asyncio.shield(state.finish())
+    await emit(protocol.done(message, state.stats))
+    return message
+
+
+async def _generate(
+    state: _Answer, question: str, vector, hits: list, history: list[tuple[str, str]], emit: Emit
+) -> None:
+    """Quote the evidence, build the prompt and stream the model's answer into ``state``."""
     engine = await llm.aget_engine()
     plan = await asyncio.to_thread(
         prompting.build_messages,
-        question=question.content,
+        question=question,
         passages=hits,
         history=history,
         engine=engine,
         params=state.params,
     )
     state.sources = list(plan.passages_used)
-    # Sent once the model is ours (with the first token), so the order the protocol promises
-    # holds: queued events first, while waiting in line, then sources.
-    pending_sources = [protocol.sources(state.sources)]
+    found = await embeddings.arun(evidence.find, question, vector, state.sources)
+    state.highlights = found.highlights
+    await emit(protocol.sources(state.sources, state.highlights))
+    if found.best is not None:
+        text, n = found.best
+        state.evidence = {"text": text, "source": n}
+        await emit(protocol.evidence(text, n))
 
     async def on_queue_position(position: int) -> None:
         await emit(protocol.queued(position))
@@ -140,13 +228,34 @@ async def _generate(state: _Answer, question: Message, hits: list, emit: Emit) -
     async with engine.stream(
         plan.messages, state.params, on_queue_position=on_queue_position, stats=state.engine_stats
     ) as stream:
+        streamed = ""
         async for piece in stream:
-            while pending_sources:
-                await emit(pending_sources.pop())
             state.pieces.append(piece)
             await emit(protocol.token(piece))
-    while pending_sources:  # an empty answer
-        await emit(pending_sources.pop())
+            streamed += piece
+            state.looped_at = repetition.loop_start(streamed)
+            if state.looped_at is not None:
+                log.info("the model started repeating itself; answer cut at %d characters", state.looped_at)
+                break  # leaving the stream stops generation at once
+
+
+async def _rewrite(question: str, previous: str | None, params: llm.GenerationParams) -> str | None:
+    """``FOLLOWUP_REWRITE=llm``: the model's standalone version of a follow-up, or None."""
+    if settings.FOLLOWUP_REWRITE != "llm" or not previous or not is_follow_up(question):
+        return None
+    messages = [
+        {"role": "system", "content": REWRITE_PROMPT},
+        {"role": "user", "content": f"Previous question: {previous}\nFollow-up question: {question}"},
+    ]
+    rewrite_params = llm.GenerationParams(mode="greedy", max_tokens=min(REWRITE_MAX_TOKENS, params.max_tokens))
+    try:
+        engine = await llm.aget_engine()
+        async with engine.stream(messages, rewrite_params) as stream:
+            rewritten = "".join([piece async for piece in stream]).strip().splitlines()
+    except llm.LLMError as exc:
+        log.warning("follow-up rewrite failed, searching with context instead: %s", exc.message)
+        return None
+    return rewritten[0].strip() if rewritten and rewritten[0].strip() else None
 
 
 async def _fail(state: _Answer, reason: str, emit: Emit) -> Message | None:
@@ -158,8 +267,11 @@ async def _fail(state: _Answer, reason: str, emit: Emit) -> Message | None:
             status=MessageStatus.FAILED,
             error=reason,
             sources=state.sources,
+            highlights=state.highlights,
             params=state.params.to_dict(),
             stats=state.stats,
+            finish_reason=state.finish_reason,
+            evidence=state.evidence,
         )
     except Exception:
         log.exception("could not save the failed answer in conversation %s", state.conversation.public_id)

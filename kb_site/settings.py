@@ -184,6 +184,19 @@ LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 512, minimum=1)
 # Each retrieved passage is cut to this many tokens in the prompt (small models need short prompts).
 LLM_PASSAGE_MAX_TOKENS = env_int("LLM_PASSAGE_MAX_TOKENS", 320, minimum=16)
 
+# Answers (chat/answering.py). Passages scoring below this share of the best one's score are
+# left out of the prompt and the sources: a small model is distracted by weak passages.
+ANSWER_RELATIVE_SCORE = env_float("ANSWER_RELATIVE_SCORE", 0.75, minimum=0, maximum=1)
+# Where the best passage goes in the prompt: "first", or "last" (next to the question).
+PROMPT_PASSAGE_ORDER = env_str("PROMPT_PASSAGE_ORDER", "first")
+if PROMPT_PASSAGE_ORDER not in ("first", "last"):
+    raise ImproperlyConfigured(f"PROMPT_PASSAGE_ORDER must be 'first' or 'last', got {PROMPT_PASSAGE_ORDER!r}")
+# How a follow-up question is searched: "context" (with the previous question, no model call)
+# or "llm" (the model rewrites it into a standalone question first; for bigger models).
+FOLLOWUP_REWRITE = env_str("FOLLOWUP_REWRITE", "context")
+if FOLLOWUP_REWRITE not in ("context", "llm"):
+    raise ImproperlyConfigured(f"FOLLOWUP_REWRITE must be 'context' or 'llm', got {FOLLOWUP_REWRITE!r}")
+
 # Background work: django-q2 with its ORM broker (Postgres). No Redis.
 Q_CLUSTER = {
     "name": "kb",

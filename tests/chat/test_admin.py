@@ -117,3 +117,56 @@ def test_users_who_are_not_staff_cannot_open_the_review(alice_client, reviewed):
     response = alice_client.get(CHANGELIST)
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+def _grounded_answers(alice) -> tuple[Message, Message]:
+    conversation = make_conversation(alice, title="Grounding")
+    services.append_user_message(conversation, "How long is the warranty?")
+    invented = services.save_assistant_message(
+        conversation,
+        content="Five years. It covers the pump [1].",
+        sources=[PASSAGE],
+        grounding=[
+            {"text": "Five years.", "supported": False, "sources": []},
+            {"text": "It covers the pump [1].", "supported": True, "sources": [1]},
+        ],
+    )
+    services.append_user_message(conversation, "Does it cover the pump?")
+    faithful = services.save_assistant_message(
+        conversation,
+        content="It covers the pump [1].",
+        sources=[PASSAGE],
+        grounding=[{"text": "It covers the pump [1].", "supported": True, "sources": [1]}],
+        evidence={"text": "The warranty lasts three years and covers the pump.", "source": 1},
+    )
+    return invented, faithful
+
+
+def test_staff_filter_answers_with_unsupported_sentences(staff_client, alice):
+    invented, faithful = _grounded_answers(alice)
+    changelist = reverse("admin:chat_message_changelist")
+    unsupported = staff_client.get(changelist, {"grounding": "unsupported"})
+    assert list(unsupported.context["cl"].queryset) == [invented]
+    supported = staff_client.get(changelist, {"grounding": "supported"})
+    assert list(supported.context["cl"].queryset) == [faithful]
+
+
+def test_the_review_page_shows_the_evidence_and_flags_unsupported_sentences(staff_client, alice):
+    invented, faithful = _grounded_answers(alice)
+    page = staff_client.get(reverse("admin:chat_message_change", args=[invented.pk])).content.decode()
+    assert "Five years." in page and "NOT FOUND IN THE SOURCES" in page
+    page = staff_client.get(reverse("admin:chat_message_change", args=[faithful.pk])).content.decode()
+    assert "“The warranty lasts three years and covers the pump.” [1]" in page
+    assert "NOT FOUND IN THE SOURCES" not in page
+
+
+def test_the_markdown_export_quotes_the_evidence_and_marks_unsupported_sentences(alice):
+    invented, faithful = _grounded_answers(alice)
+    exported = services.export_markdown(invented.conversation)
+    assert "Five years. _(not found in the sources)_ It covers the pump [1]." in exported
+    assert "> The warranty lasts three years and covers the pump. [1]" in exported
+    data = services.export_json(invented.conversation)
+    assert [m.get("grounding") for m in data["messages"] if m["role"] == "assistant"] == [
+        invented.grounding,
+        faithful.grounding,
+    ]

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client, override_settings
 
-from chat import prompting, services
+from chat import prompting, sentences, services
 from chat.models import Citation, Conversation, Message, MessageStatus, Role
 from chat.protocol import CLOSE_NOT_FOUND, CLOSE_NOT_SIGNED_IN
 from kb_site.asgi import application
@@ -71,6 +71,10 @@ async def events_until_end(communicator: WebsocketCommunicator) -> list[dict]:
         events.append(event)
         if event["type"] in ("done", "error"):
             return events
+
+
+def words(text: str) -> list[str]:
+    return sentences.words(sentences.strip_citations(text))
 
 
 def of_type(events: list[dict], kind: str) -> list[dict]:
@@ -249,9 +253,9 @@ async def test_a_question_streams_a_cited_answer_and_both_messages_are_saved(
     events = await events_until_end(communicator)
     kinds = [e["type"] for e in events]
     assert kinds[-1] == "done", events
-    # queued events (if any) come first, then sources, then tokens, then done.
+    # sources and the quoted evidence come first, then queued events (if any), tokens, done.
     body = [k for k in kinds if k != "queued"]
-    assert body[0] == "sources" and set(body[1:-1]) == {"token"}
+    assert body[:2] == ["sources", "evidence"] and set(body[2:-1]) == {"token"}, kinds
 
     sources = of_type(events, "sources")[0]["sources"]
     assert sources, "the descaling passage should be retrieved"
@@ -262,10 +266,22 @@ async def test_a_question_streams_a_cited_answer_and_both_messages_are_saved(
     assert first["title"] == "Zorblax 3000 manual"
     assert first["location"].startswith("Zorblax 3000 manual ›")
 
+    # The evidence is the descaling sentence, quoted from source 1 and highlighted there.
+    evidence = of_type(events, "evidence")[0]
+    assert evidence["source"] == 1 and "every 40 days" in evidence["text"]
+    (highlight,) = first["highlight"]
+    assert first["text"][highlight["start"] : highlight["end"]] == highlight["text"] == evidence["text"]
+
     text = "".join(e["text"] for e in of_type(events, "token"))
     assert text.strip()
     done = events[-1]
     assert done["status"] == "complete"
+    # The saved answer is the streamed one, checked sentence by sentence (citations may be added).
+    assert words(done["content"]) == words(text) or done["finish_reason"] == "loop"
+    assert done["grounding"] and "".join(g["text"] for g in done["grounding"]).replace(" ", "") in done[
+        "content"
+    ].replace(" ", "")
+    assert all(set(g) == {"text", "supported", "sources"} for g in done["grounding"])
     stats = done["stats"]
     assert stats["model"] and stats["prompt_tokens"] > 0
     assert 0 < stats["completion_tokens"] <= 24
@@ -274,15 +290,18 @@ async def test_a_question_streams_a_cited_answer_and_both_messages_are_saved(
     question, answer = await messages_of(conversation)
     assert question.content == ON_TOPIC
     assert str(answer.public_id) == done["message"]
-    assert answer.content == text
+    assert answer.content == done["content"]
+    assert answer.grounding == done["grounding"]
+    assert answer.evidence == {"text": evidence["text"], "source": 1}
+    assert answer.finish_reason == done["finish_reason"] in ("stop", "length", "loop")
     assert answer.status == MessageStatus.COMPLETE
     assert answer.model == stats["model"]
     assert answer.prompt_tokens == stats["prompt_tokens"]
     assert answer.completion_tokens == stats["completion_tokens"]
     assert answer.params["mode"] == "greedy" and answer.params["max_tokens"] == 24
     citations = await citations_of(done["message"])
-    assert [(c.n, c.title, c.location, c.text) for c in citations] == [
-        (s["n"], s["title"], s["location"], s["text"]) for s in sources
+    assert [(c.n, c.title, c.location, c.text, c.highlight) for c in citations] == [
+        (s["n"], s["title"], s["location"], s["text"], s["highlight"]) for s in sources
     ]
     assert all(c.chunk_id is not None for c in citations)
     await communicator.disconnect()
@@ -309,7 +328,9 @@ async def test_stop_mid_stream_saves_the_partial_answer_as_stopped(conversation,
     answer = (await messages_of(conversation))[-1]
     assert str(answer.public_id) == done["message"]
     assert answer.status == MessageStatus.STOPPED
-    assert answer.content == "".join(received)
+    assert answer.content == done["content"]
+    assert words(answer.content) == words("".join(received))  # checked too: only [n] may be added
+    assert answer.grounding == done["grounding"]
     assert answer.citations.count() >= 1  # the evidence is kept with the partial answer
 
     # The model is free again: the same socket answers the next question at once.
@@ -348,13 +369,16 @@ async def test_a_second_socket_waits_in_line_and_is_told_its_position(alice, ali
     while (await first.receive_json_from(timeout=SLOW))["type"] != "token":
         pass
     await second.send_json_to({"type": "ask", "content": ON_TOPIC, "params": {"max_tokens": 8}})
-    assert await second.receive_json_from(timeout=SLOW) == {"type": "queued", "position": 1}
+    # The waiting user reads the sources and the quoted evidence before the model is free.
+    before = [await second.receive_json_from(timeout=SLOW) for _ in range(3)]
+    assert [e["type"] for e in before] == ["sources", "evidence", "queued"]
+    assert before[2] == {"type": "queued", "position": 1}
 
     await first.send_json_to({"type": "stop"})
     assert (await events_until_end(first))[-1]["status"] == "stopped"
     events = await events_until_end(second)
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "sources" and kinds[-1] == "done" and set(kinds[1:-1]) == {"token"}
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"}
     assert events[-1]["status"] == "complete"
     await first.disconnect()
     await second.disconnect()

@@ -91,8 +91,10 @@ def test_detail_has_messages_with_citations_stats_and_params(client, alice, alic
             "page": None,
             "text": "Employees get twenty-five vacation days.",
             "score": 0.5,
+            "highlight": [],
         }
     ]
+    assert (answer["finish_reason"], answer["evidence"], answer["grounding"]) == ("", {}, [])
 
 
 def test_session_clients_can_read_too(alice_client, alice):

@@ -1,0 +1,210 @@
+"""The answer use case around the model: follow-ups, passage selection, evidence, the loop
+guard and what later prompts replay. The real MiniLM and SmolLM2 run unless the test is about
+the model's output itself (a scripted engine stands in only there)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat import answering, evidence, llm, services
+from chat.models import Conversation, MessageStatus
+from documents import embeddings
+from tests.chat.factories import ZORBLAX_PASSAGES, make_conversation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# --- follow-up questions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "follow_up"),
+    [
+        ("And what is its hub height?", True),
+        ("How long does that take?", True),
+        ("Warranty?", True),
+        ("How often must the Zorblax 3000 be descaled?", False),
+        ("Who painted the ceiling of the Sistine Chapel?", False),
+    ],
+)
+def test_follow_ups_are_short_or_refer_back(question, follow_up):
+    assert answering.is_follow_up(question) is follow_up
+
+
+def test_a_follow_up_is_searched_with_the_previous_question():
+    previous = "How often must the Zorblax 3000 be descaled?"
+    assert (
+        answering.retrieval_query("And how long does it take?", previous) == f"{previous}\nAnd how long does it take?"
+    )
+    assert answering.retrieval_query("Who built the Eiffel tower?", previous) == "Who built the Eiffel tower?"
+    assert answering.retrieval_query("And how long does it take?", None) == "And how long does it take?"
+
+
+async def test_a_follow_up_finds_the_passage_of_the_conversations_topic(alice, zorblax_manual):
+    previous = "How often must the Zorblax 3000 be descaled?"
+    hits, _ = await answering.search(alice, answering.retrieval_query("And how long does it take?", previous))
+    assert "twelve minutes" in hits[0].text
+
+
+# --- passages and evidence ---------------------------------------------------------------------
+
+
+def test_passages_far_below_the_best_are_left_out(settings):
+    settings.ANSWER_RELATIVE_SCORE = 0.75
+    hits = [SimpleNamespace(score=score) for score in (0.9, 0.8, 0.675, 0.5)]
+    assert [h.score for h in answering.keep_relevant(hits)] == [0.9, 0.8, 0.675]
+    assert answering.keep_relevant([]) == []
+
+
+def test_evidence_is_the_sentence_that_answers_the_question_in_each_passage(db):
+    passages = [SimpleNamespace(text=text) for _, text in ZORBLAX_PASSAGES]
+    question = "How long does descaling take?"
+    found = evidence.find(question, embeddings.embed_query(question), passages)
+    assert found.best == ("Descaling uses the blue Zorblax tablets and takes about twelve minutes.", 1)
+    (first,) = found.highlights[0]
+    assert passages[0].text[first["start"] : first["end"]] == first["text"] == found.best[0]
+    assert all(len(marks) == 1 for marks in found.highlights)  # every passage has its best sentence
+
+
+def test_no_evidence_is_quoted_when_nothing_is_close_to_the_question(db):
+    passages = [SimpleNamespace(text=text) for _, text in ZORBLAX_PASSAGES]
+    question = "Who painted the ceiling of the Sistine Chapel?"
+    assert evidence.find(question, embeddings.embed_query(question), passages).best is None
+
+
+# --- what later prompts replay -----------------------------------------------------------------
+
+
+def test_looping_and_mostly_unsupported_answers_are_not_replayed(alice):
+    conversation = make_conversation(alice, exchanges=[("First?", "One [1].")])
+    for question, answer, fields in [
+        ("Looped?", "Again again.", {"finish_reason": "loop"}),
+        (
+            "Invented?",
+            "Mercury boils at 101 C. It is blue.",
+            {"grounding": [{"text": "Mercury boils at 101 C.", "supported": False, "sources": []}] * 2},
+        ),
+        (
+            "Half right?",
+            "Right [1]. Wrong.",
+            {
+                "grounding": [
+                    {"text": "Right [1].", "supported": True, "sources": [1]},
+                    {"text": "Wrong.", "supported": False, "sources": []},
+                ]
+            },
+        ),
+    ]:
+        services.append_user_message(conversation, question)
+        services.save_assistant_message(conversation, content=answer, **fields)
+    current = services.append_user_message(conversation, "Now?")
+    assert conversation.messages.prompt_history(current) == [
+        ("user", "First?"),
+        ("assistant", "One [1]."),
+        ("user", "Half right?"),
+        ("assistant", "Right [1]. Wrong."),
+    ]
+
+
+# --- the repetition guard ----------------------------------------------------------------------
+
+
+class LoopingEngine:
+    """Streams a looping answer, as SmolLM2 sometimes does; records whether it was stopped."""
+
+    model_name = "looping-test-model"
+    context_size = 4096
+    closed = False
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def count_prompt_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+    def stream(self, messages, params, *, on_queue_position=None, stats=None):
+        engine = self
+
+        class Stream:
+            def __init__(self):
+                self.pieces = iter(["Unused days expire on 31 March. "] + ["The passage is: [7] 31 March. "] * 50)
+
+            def __aiter__(self):
+                return self
+
+            async def __anext__(self):
+                try:
+                    return next(self.pieces)
+                except StopIteration:
+                    raise StopAsyncIteration from None
+
+            async def __aenter__(self):
+                stats.update(model=engine.model_name, finish_reason="length")
+                return self
+
+            async def __aexit__(self, *exc):
+                engine.closed = True
+
+        return Stream()
+
+
+async def test_a_looping_answer_is_cut_saved_without_the_repetition_and_generation_stops(
+    alice, zorblax_manual, monkeypatch
+):
+    engine = LoopingEngine()
+
+    async def fake_engine():
+        return engine
+
+    monkeypatch.setattr(llm, "aget_engine", fake_engine)
+    conversation = await database_sync_to_async(services.create_conversation)(alice)
+    question = await database_sync_to_async(services.append_user_message)(
+        conversation, "When do unused Zorblax descaling days expire?"
+    )
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    message = await answering.answer(question, llm.GenerationParams(), user=alice, emit=emit)
+    tokens = [e for e in events if e["type"] == "token"]
+    done = events[-1]
+    assert engine.closed and len(tokens) < 10  # stopped early, not after 51 pieces
+    assert done["type"] == "done" and done["finish_reason"] == "loop"
+    assert done["content"].startswith("Unused days expire on 31 March")
+    assert done["content"].count("The passage is") <= 1
+    assert message.finish_reason == "loop" and message.status == MessageStatus.COMPLETE
+    assert message.content == done["content"]
+
+
+# --- the optional model rewrite of follow-ups ---------------------------------------------------
+
+
+async def test_with_llm_rewrite_a_follow_up_is_searched_as_the_model_rewrote_it(
+    alice, zorblax_manual, settings, monkeypatch
+):
+    settings.FOLLOWUP_REWRITE = "llm"
+    searched = []
+    real_search = answering.search
+
+    async def spy(user, query):
+        searched.append(query)
+        return await real_search(user, query)
+
+    monkeypatch.setattr(answering, "search", spy)
+    conversation: Conversation = await database_sync_to_async(make_conversation)(
+        alice, exchanges=[("How often must the Zorblax 3000 be descaled?", "Every 40 days [1].")]
+    )
+    question = await database_sync_to_async(services.append_user_message)(conversation, "And how long does it take?")
+
+    async def emit(event):
+        pass
+
+    await answering.answer(question, llm.GenerationParams(max_tokens=8), user=alice, emit=emit)
+    (query,) = searched
+    assert query.strip() and query != answering.retrieval_query(
+        "And how long does it take?", "How often must the Zorblax 3000 be descaled?"
+    )

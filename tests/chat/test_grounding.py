@@ -1,0 +1,77 @@
+"""The grounding check, with the real MiniLM embeddings: numbers, codes, names, paraphrase."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat import grounding
+
+SOURCES = [
+    (
+        1,
+        "The Zorblax 3000 coffee machine must be descaled every 40 days. Descaling uses the blue "
+        "Zorblax tablets and takes about twelve minutes.",
+    ),
+    (2, "The Zorblax 3000 warranty lasts three years and covers the pump and the heating element."),
+    (3, "The access code for the Zerelda vault is HARBOR999CB7. Only the night manager, Ilse Brandt, may open it."),
+]
+
+
+def verdicts(answer: str) -> list[tuple[bool, list[int]]]:
+    return [(s["supported"], s["sources"]) for s in grounding.check(answer, SOURCES).sentences]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "sources"),
+    [
+        ("The machine must be descaled every 40 days.", [1]),
+        ("You should descale it roughly every forty days.", [1]),  # number word, paraphrase
+        ("Descaling takes about 12 minutes and uses blue tablets.", [1]),
+        ("The warranty lasts 3 years.", [2]),
+        ("The access code is HARBOR999CB7.", [3]),
+        ("Ilse Brandt may open the vault.", [3]),
+    ],
+)
+def test_sentences_the_sources_state_are_supported_by_them(sentence, sources):
+    assert verdicts(sentence) == [(True, sources)]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The machine must be descaled every 30 days.",  # wrong number
+        "The warranty lasts five years.",  # wrong number word
+        "The access code for the Zerelda vault is 4401.",  # wrong code
+        "Peter Brandt may open the vault.",  # wrong name
+        "Mercury boils at 101.0 Celsius.",  # nothing of the kind in the sources
+        "The Zorblax is made in Switzerland.",
+    ],
+)
+def test_sentences_with_a_wrong_or_missing_fact_are_unsupported(sentence):
+    assert verdicts(sentence) == [(False, [])]
+
+
+def test_facts_must_all_occur_in_one_source():
+    # 40 days is in source 1, HARBOR999CB7 in source 3: no single source says both.
+    assert verdicts("The code HARBOR999CB7 must be changed every 40 days.") == [(False, [])]
+
+
+def test_the_not_found_answer_and_empty_phrases_need_no_source():
+    assert verdicts("I could not find this in the knowledge base. Sure.") == [(True, []), (True, [])]
+
+
+def test_supported_sentences_citing_nothing_get_their_citation_and_others_are_left_alone():
+    answer = "Descale it every 40 days. The warranty lasts three years [2]. It is made in Peru!"
+    checked = grounding.check(answer, SOURCES)
+    assert checked.content == "Descale it every 40 days [1]. The warranty lasts three years [2]. It is made in Peru!"
+    assert [s["text"] for s in checked.sentences] == [
+        "Descale it every 40 days [1].",
+        "The warranty lasts three years [2].",
+        "It is made in Peru!",
+    ]
+    assert checked.unsupported == 1
+
+
+def test_an_answer_without_sentences_checks_nothing():
+    assert grounding.check("", SOURCES).sentences == []
+    assert grounding.check("   ", SOURCES).content == "   "
