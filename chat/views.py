@@ -107,6 +107,8 @@ def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
             "socketPath": conversation.socket_path,
             "settingsUrl": reverse("chat:settings", args=[conversation.public_id]),
             "feedbackUrl": reverse("chat:feedback", args=[_ID_PLACEHOLDER]),
+            # A cited passage on its document's page (sources carry the document's id).
+            "documentUrl": reverse("documents:detail", args=[_ID_PLACEHOLDER]),
             "idPlaceholder": str(_ID_PLACEHOLDER),
             "pendingQuestion": pending_question,
             "maxQuestionChars": services.QUESTION_MAX_CHARS,

@@ -87,11 +87,25 @@ def upload(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """A document's facts and its chunks, 25 a page.
+
+    ``?chunk=N`` opens the page that holds the chunk of ordinal N (a citation's link), and
+    ``hl=start-end`` (several: ``hl=0-40,80-120``; code-point offsets, end exclusive) marks
+    those spans of that chunk's text. Values that are malformed or out of range are ignored.
+    """
     document = readable_document(request.user, public_id)
     chunks = document.chunks.only("ordinal", "text", "token_count", "location", "page", "document_id").order_by(
         "ordinal"
     )
-    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
+    target = _int_param(request.GET.get("chunk"))
+    page_number = request.GET.get("page")
+    if target is not None and "page" not in request.GET and chunks.filter(ordinal=target).exists():
+        page_number = chunks.filter(ordinal__lt=target).count() // CHUNKS_PER_PAGE + 1
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(page_number)
+    for chunk in page.object_list:
+        if chunk.ordinal == target:
+            chunk.is_target = True
+            chunk.segments = _marked_segments(chunk.text, request.GET.get("hl", ""))
     context = {
         "document": document,
         "page": page,
@@ -100,6 +114,35 @@ def detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "can_modify": can_modify(request.user, document),
     }
     return render(request, "documents/detail.html", context)
+
+
+def _int_param(value: str | None) -> int | None:
+    """A non-negative integer query parameter, or None for anything else."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+
+def _marked_segments(text: str, spans: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, marked) pairs along ``spans`` ("start-end,start-end"); the
+    template escapes every piece. Spans that are malformed, empty, out of range or overlap an
+    earlier one are dropped. Offsets count code points, as Python's str does."""
+    ranges = []
+    for part in spans.split(",")[:20]:
+        start, _, end = part.partition("-")
+        start, end = _int_param(start), _int_param(end)
+        if start is not None and end is not None and start < end <= len(text):
+            ranges.append((start, end))
+    segments, last = [], 0
+    for start, end in sorted(ranges):
+        if start < last:
+            continue
+        if start > last:
+            segments.append((text[last:start], False))
+        segments.append((text[start:end], True))
+        last = end
+    if last < len(text):
+        segments.append((text[last:], False))
+    return segments
 
 
 @require_GET

@@ -1,11 +1,16 @@
 """End to end in a real browser: Debian's headless Chromium driven by Playwright against a
 live daphne server and qcluster worker on loopback (never a downloaded browser).
 
-Sign in, upload a document, wait until it is ready, ask about it, watch the answer stream in
-with a citation, open the cited passage, reload and find the conversation in the history.
-Along the way, what a screen reader gets: the streaming answer is busy and silent, its end is
-announced once, the passage panel is a modal dialog that hands focus back, and citation
-buttons are named after their sources.
+Sign in, upload a document, wait until it is ready, ask about it from the start page (Enter
+sends), watch the answer stream in under the quoted evidence sentence with a citation, open
+the cited passage with that sentence highlighted, reload and find the conversation in the
+history. Along the way, what a screen reader gets: the streaming answer is busy and silent,
+its end is announced once, the passage panel is a modal dialog that hands focus back, and
+citation buttons are named after their sources.
+
+A saved answer (made with the factories) shows a sentence the sources do not support flagged
+as such, and links its passage to the document page with the sentence marked. On a phone-sized
+screen the conversation page fits the width.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import re
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from tests.chat.factories import make_conversation, make_passage
+from chat.models import Citation, Message
+from tests.chat.factories import answers, make_conversation, make_document, make_passage
 from tests.live import ROOT, WebServer, Worker, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -62,6 +69,67 @@ new MutationObserver((records) => {
   }
 }).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-busy"]});
 """
+# Logs each evidence quote as it is added to an answer, with whether the model had written
+# anything yet: the quote must come first, straight after the search.
+EVIDENCE_RECORDER = """
+window.kbEvidence = [];
+new MutationObserver((records) => {
+  for (const record of records) {
+    record.addedNodes.forEach((node) => {
+      if (node.nodeType === 1 && node.matches("figure.evidence")) {
+        const body = node.closest("article").querySelector(".msg-body");
+        window.kbEvidence.push({text: node.textContent, answerStarted: body.textContent.trim() !== ""});
+      }
+    });
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+ONE_ANNOUNCEMENT = re.compile(r"Answer complete\.( \d+ sentences? (was|were) not found in the sources\.)?")
+# The saved answer with a flagged sentence, and the phone check's long words.
+VAULT_TITLE = "Harbour_vault_night_shift_operating_procedures_revision_2026_final_approved.pdf"
+VAULT_TEXT = "🔑 Keys stay in the office. The vault code is HARBOR999CB7. Change it every spring."
+VAULT_SENTENCE = "The vault code is HARBOR999CB7."
+LONG_WORD = "HARBOR999CB7" * 8
+VAULT_ANSWER = f"The vault code is HARBOR999CB7 [1]. It was changed to 4401 last week. Reference: {LONG_WORD}."
+VAULT_GROUNDING = [
+    {"text": "The vault code is HARBOR999CB7 [1].", "supported": True, "sources": [1]},
+    {"text": "It was changed to 4401 last week.", "supported": False, "sources": []},
+    {"text": f"Reference: {LONG_WORD}.", "supported": True, "sources": [1]},
+]
+PHONE = {"width": 390, "height": 844}
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def make_vault_conversation(user):
+    """A saved answer citing a real chunk, with its evidence, highlight and grounding as the
+    answering pipeline stores them (set through the ORM, so that the test does not depend on
+    the model getting a fact wrong)."""
+    document = make_document(user, VAULT_TITLE, [("Codes", VAULT_TEXT)])
+    chunk = document.chunks.get()
+    hit = SimpleNamespace(
+        chunk_id=chunk.pk,
+        document_id=document.public_id,
+        ordinal=chunk.ordinal,
+        title=document.title,
+        location=chunk.location,
+        page=None,
+        text=chunk.text,
+        score=0.9,
+    )
+    conversation = make_conversation(
+        user, title="Vault code", exchanges=[("What is the vault code?", VAULT_ANSWER)], sources=[hit]
+    )
+    answer = answers(conversation)[0]
+    Message.objects.filter(pk=answer.pk).update(
+        evidence={"text": VAULT_SENTENCE, "source": 1}, grounding=VAULT_GROUNDING, finish_reason="stop"
+    )
+    # Offsets in code points, as Python counts them: the key emoji before the sentence is one.
+    start = VAULT_TEXT.index(VAULT_SENTENCE)
+    highlight = [{"text": VAULT_SENTENCE, "start": start, "end": start + len(VAULT_SENTENCE)}]
+    Citation.objects.filter(message=answer).update(highlight=highlight)
+    return conversation, document
+
+
 # True when a node, or one of its ancestors, is a region whose changes screen readers read out.
 IN_LIVE_REGION = (
     "node => node.closest('[aria-live]:not([aria-live=off]), [role=status], [role=log], [role=alert]') !== null"
@@ -99,6 +167,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
     cited = make_conversation(
         dana, exchanges=[("How does the lamp flash?", "Green, twice every ten seconds [1].")], sources=[lamp]
     )
+    vault, vault_document = make_vault_conversation(dana)
     upload = tmp_path / "lighthouse.md"
     upload.write_text(DOCUMENT)
     with sync_playwright() as playwright:
@@ -107,6 +176,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             page = browser.new_page()
             page.set_default_timeout(120_000)
             page.add_init_script(A11Y_RECORDER)
+            page.add_init_script(EVIDENCE_RECORDER)
 
             # Sign in.
             page.goto(f"{live_site.url}/")
@@ -125,11 +195,21 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             expect(page.locator(".status.ready").first).to_be_visible(timeout=180_000)
             expect(page.get_by_text("Lighthouse keeping › The lamp").first).to_be_visible()
 
-            # Ask from the chat start page; the answer streams into the conversation.
+            # Ask from the chat start page: Shift+Enter is a new line, Enter sends. The question
+            # becomes the new conversation's first message and its answer streams in.
             page.goto(f"{live_site.url}/")
-            page.fill(".chat-welcome textarea[name=question]", "What colour does the Skerry Point lamp flash?")
-            page.click(".chat-welcome button[type=submit]")
+            box = page.locator("#start-question")
+            box.fill("What colour")
+            box.press("Shift+Enter")
+            expect(box).to_have_value("What colour\n")
+            expect(page).to_have_url(f"{live_site.url}/")
+            question = "What colour does the Skerry Point lamp flash?"
+            box.fill(question)
+            box.press("Enter")
             expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+            expect(page.locator("article.msg").first).to_have_class(re.compile(r"\bmsg-user\b"))
+            expect(page.locator("article.msg-user")).to_have_count(1)
+            expect(page.locator("article.msg-user .msg-body")).to_have_text(question)
             answer = page.locator("article.msg-assistant").last
             expect(answer).to_have_class(re.compile(r"\bstreaming\b"))
             expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"), timeout=180_000)
@@ -143,10 +223,17 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             expect(answer).to_have_attribute("aria-busy", "false")
             assert page.evaluate("window.kbA11y.busy") == ["true", "false"]
             assert not answer.evaluate(IN_LIVE_REGION), "the streaming answer is inside a live region"
-            assert page.evaluate("window.kbA11y.said") == ["Answer complete."]
+            said = page.evaluate("window.kbA11y.said")
+            assert len(said) == 1 and ONE_ANNOUNCEMENT.fullmatch(said[0]), said
             expect(page.get_by_role("status").filter(has_text="Answer complete.")).to_have_attribute(
                 "aria-live", "polite"
             )
+            # Checked at the end (they need the server's `evidence` event and `highlight`s):
+            # what the live answer quoted, and what its passage panel marked.
+            live_evidence = page.evaluate("window.kbEvidence")
+            live_quote = answer.locator("figure.evidence")
+            live_quote_first = answer.evaluate("a => a.querySelector('figure.evidence + .msg-body') !== null")
+            live_quote_texts = live_quote.locator(".evidence-text").all_inner_texts()
 
             # A source is named after its passage, not "[1]".
             location = answer.locator('.sources li[data-n="1"]').get_attribute("data-location")
@@ -163,6 +250,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             expect(panel.locator("#passage-title")).to_have_text("Lighthouse keeping")
             expect(panel.locator("#passage-text")).to_contain_text("flashes green")
             expect(dialog.get_by_role("button", name="Close passage")).to_be_focused()
+            live_marks = panel.locator("#passage-text mark").all_inner_texts()
             page.screenshot(path=str(tmp_path / "passage.png"))
             page.keyboard.press("Escape")
             expect(dialog).to_be_hidden()
@@ -177,8 +265,8 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             history.first.click()
             expect(page).to_have_url(conversation_url)
             saved = page.locator("article.msg-assistant").last
-            expect(saved.locator(".msg-body")).to_have_text(answer_text)
-            expect(page.locator("article.msg-user").last).to_contain_text("Skerry Point")
+            expect(saved.locator(".msg-body")).to_have_text(answer_text, use_inner_text=True)
+            expect(page.locator("article.msg-user .msg-body")).to_have_text([question])
             expect(saved.locator(".sources .source-link").first).to_have_accessible_name(source_name)
             page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
 
@@ -194,5 +282,78 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             dialog.get_by_role("button", name="Close passage").click()
             expect(dialog).to_be_hidden()
             expect(marker).to_be_focused()
+
+            # A saved answer: the evidence quote comes first, with its citation; the sentence
+            # the sources do not support is flagged in words (for screen readers too), the
+            # others are not.
+            vault_url = live_site.url + reverse("chat:conversation", args=[vault.public_id])
+            page.goto(vault_url)
+            saved = page.locator("article.msg-assistant")
+            quote = saved.locator("figure.evidence")
+            expect(quote.locator("figcaption")).to_have_text("From your documents")
+            expect(quote.locator(".evidence-text")).to_have_text(VAULT_SENTENCE)
+            assert saved.evaluate("a => a.querySelector('figure.evidence + .msg-body') !== null")
+            flagged = saved.locator(".msg-body .unsupported")
+            expect(flagged).to_have_text(["It was changed to 4401 last week."])
+            label = saved.locator(".msg-body .unsupported-label")
+            expect(label).to_have_count(1)
+            expect(label).to_be_visible()
+            expect(label).to_have_text("(not found in the sources)", use_inner_text=False)
+            expect(saved.locator(".msg-body")).to_contain_text(
+                "It was changed to 4401 last week. (not found in the sources)", use_inner_text=False
+            )
+            expect(saved.locator(".msg-body")).to_contain_text("The vault code is HARBOR999CB7")
+
+            # Its [1] opens the passage with the evidence sentence marked (offsets in code
+            # points: an emoji precedes it), and a link to the passage on the document page.
+            quote.get_by_role("button", name=re.compile(r"^Source 1: Harbour_vault")).click()
+            expect(page.get_by_role("dialog", name=VAULT_TITLE)).to_be_visible()
+            expect(panel.locator("#passage-text mark")).to_have_text([VAULT_SENTENCE])
+            expect(panel.locator("#passage-text")).to_have_text(VAULT_TEXT)
+            page.screenshot(path=str(tmp_path / "vault-passage.png"))
+            panel.get_by_role("link", name="Open in the document").click()
+            expect(page).to_have_url(
+                re.compile(rf"/documents/{vault_document.public_id}/\?chunk=0&hl=\d+-\d+#chunk-0$")
+            )
+            cited_chunk = page.locator("#chunk-0")
+            expect(cited_chunk).to_have_class(re.compile(r"\btarget\b"))
+            expect(cited_chunk.locator("mark")).to_have_text([VAULT_SENTENCE])
+            page.screenshot(path=str(tmp_path / "document-marked.png"), full_page=True)
+
+            # On a phone the conversation fits the screen: a long source title and a long
+            # unbroken word wrap instead of pushing the page sideways; the conversation list
+            # folds away behind a button.
+            phone = browser.new_page(viewport=PHONE, storage_state=page.context.storage_state())
+            phone.set_default_timeout(60_000)
+            phone.goto(vault_url)
+            expect(phone.locator("article.msg-assistant .unsupported-label")).to_be_visible()
+            assert phone.evaluate(NO_SIDEWAYS_SCROLL), phone.evaluate("document.documentElement.scrollWidth")
+            expect(phone.locator(".conversation-list")).to_be_hidden()
+            toggle = phone.get_by_role("button", name="Conversations")
+            expect(toggle).to_have_attribute("aria-expanded", "false")
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            expect(phone.locator(".conversation-list")).to_be_visible()
+            assert phone.evaluate(NO_SIDEWAYS_SCROLL)
+            phone.screenshot(path=str(tmp_path / "phone-chat.png"), full_page=True)
+            phone.locator("article.msg-assistant .source-link").first.click()
+            expect(phone.locator("#passage-text mark")).to_have_text([VAULT_SENTENCE])
+            phone.screenshot(path=str(tmp_path / "phone-passage.png"))
+            phone.keyboard.press("Escape")
+            phone.goto(conversation_url)
+            expect(phone.locator("article.msg-assistant .msg-body")).to_have_text(answer_text, use_inner_text=True)
+            assert phone.evaluate(NO_SIDEWAYS_SCROLL), phone.evaluate("document.documentElement.scrollWidth")
+            phone.goto(f"{live_site.url}/")
+            assert phone.evaluate(NO_SIDEWAYS_SCROLL)
+            phone.screenshot(path=str(tmp_path / "phone-start.png"), full_page=True)
+
+            # The live answer quoted the best source sentence at once, above the model's answer,
+            # and its passage panel marked the evidence sentences (needs the server's
+            # `evidence` event and `highlight`s, docs/websocket-protocol.md).
+            assert len(live_evidence) == 1, live_evidence
+            assert not live_evidence[0]["answerStarted"], "the quote came after the model had started writing"
+            assert live_quote_first, "the quote is not above the answer"
+            assert len(live_quote_texts) == 1 and "green" in live_quote_texts[0].lower(), live_quote_texts
+            assert live_marks and any("green" in mark.lower() for mark in live_marks), live_marks
         finally:
             browser.close()

@@ -1,6 +1,9 @@
 /* kb chat client: websocket streaming, safe markdown, citations, settings, feedback.
  *
- * Protocol: docs/websocket-protocol.md. No build step, no dependencies.
+ * Protocol: docs/websocket-protocol.md. No build step, no dependencies. What an answer shows,
+ * live or saved: the evidence quote ("From your documents") above it, its passages with their
+ * highlighted sentences, and the sentences the grounding check did not find in the sources
+ * flagged. Live answers fall back gracefully when the server sends none of these.
  *
  * Screen readers: the message list is not a live region. An answer being written carries
  * aria-busy="true" and is never read out token by token; when it ends, one short sentence
@@ -39,72 +42,150 @@
     });
   });
 
+  // Enter sends, Shift+Enter starts a new line: the start page's question box and the
+  // conversation's composer alike.
+  function sendOnEnter(textarea, form) {
+    if (!textarea || !form) return;
+    textarea.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+  }
+  const startForm = document.getElementById("start-form");
+  sendOnEnter(document.getElementById("start-question"), startForm);
+  if (startForm) {
+    // One conversation per question, however often Enter is pressed while the page loads.
+    startForm.addEventListener("submit", (event) => {
+      if (startForm.dataset.sent) event.preventDefault();
+      startForm.dataset.sent = "1";
+    });
+    // Coming back with the browser's Back button restores the page as it was: ask again.
+    window.addEventListener("pageshow", () => delete startForm.dataset.sent);
+  }
+
+  // On narrow screens the conversation list folds away behind a button (site.css).
+  const sidebarToggle = document.getElementById("sidebar-toggle");
+  if (sidebarToggle) {
+    sidebarToggle.addEventListener("click", () => {
+      const body = document.getElementById(sidebarToggle.getAttribute("aria-controls"));
+      const open = sidebarToggle.getAttribute("aria-expanded") !== "true";
+      sidebarToggle.setAttribute("aria-expanded", String(open));
+      body.classList.toggle("open", open);
+    });
+  }
+
   /* ---------------------------------------------------------------------------------------
    * Markdown, safely: a small subset (paragraphs, fenced code, inline code, bold, italic,
    * bullet and numbered lists, headings as bold lines) built as DOM nodes from plain text.
-   * Citation markers [n] (also [1, 2]) become buttons when passage n exists; `cite` maps each
-   * passage number to the button's accessible name.
+   * Citation markers [n] (also [1, 2]) become buttons when passage n exists.
+   *
+   * `ctx.cite` maps each passage number to the button's accessible name. `ctx.flags` lists
+   * the answer's unsupported sentences as {start, end, i} ranges of the (newline-normalised)
+   * source text: every piece of text the renderer writes knows its offset in the source, so
+   * a flagged sentence is wrapped in <span class="unsupported"> wherever markdown put it
+   * (a paragraph, a list item, bold text, code).
    * ------------------------------------------------------------------------------------- */
 
   const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+?\*\*)|(__[^_\n]+?__)|(\*[^*\s][^*\n]*?\*)|(\b_[^_\s][^_\n]*?_\b)|(\[\d{1,3}(?:\s*,\s*\d{1,3})*\])/g;
 
-  function renderInline(text, parent, cite) {
+  // Appends `text`, which starts at offset `base` of the source, splitting it where flagged
+  // sentences begin and end.
+  function emitText(text, parent, ctx, base) {
+    const flags = ctx.flags;
+    if (!flags || !flags.length) {
+      parent.appendChild(document.createTextNode(text));
+      return;
+    }
+    let pos = 0;
+    while (pos < text.length) {
+      const at = base + pos;
+      const flag = flags.find((f) => f.start <= at && at < f.end);
+      let stop;
+      if (flag) {
+        stop = Math.min(text.length, flag.end - base);
+        const span = el("span", "unsupported", text.slice(pos, stop));
+        span.dataset.sentence = String(flag.i);
+        span.title = "Not found in the sources";
+        parent.appendChild(span);
+      } else {
+        const next = flags.reduce((min, f) => (f.start > at && f.start < min ? f.start : min), Infinity);
+        stop = Math.min(text.length, next - base);
+        parent.appendChild(document.createTextNode(text.slice(pos, stop)));
+      }
+      pos = stop;
+    }
+  }
+
+  function citeButton(n, label) {
+    const button = el("button", "cite", String(n));
+    button.type = "button";
+    button.dataset.n = String(n);
+    // "Source 2: Handbook, page 3" rather than a bare "2".
+    button.setAttribute("aria-label", label);
+    button.title = label;
+    return button;
+  }
+
+  function renderInline(text, parent, ctx, base) {
     let last = 0;
-    INLINE.lastIndex = 0;
+    const pattern = new RegExp(INLINE.source, "g"); // own lastIndex: this function recurses
     let match;
-    while ((match = INLINE.exec(text)) !== null) {
-      if (match.index > last) parent.appendChild(document.createTextNode(text.slice(last, match.index)));
+    while ((match = pattern.exec(text)) !== null) {
+      if (match.index > last) emitText(text.slice(last, match.index), parent, ctx, base + last);
       const token = match[0];
+      const at = base + match.index;
       if (match[1]) {
-        parent.appendChild(el("code", null, token.slice(1, -1)));
+        const code = el("code");
+        emitText(token.slice(1, -1), code, ctx, at + 1);
+        parent.appendChild(code);
       } else if (match[2] || match[3]) {
         const strong = el("strong");
-        renderInline(token.slice(2, -2), strong, cite);
+        renderInline(token.slice(2, -2), strong, ctx, at + 2);
         parent.appendChild(strong);
       } else if (match[4] || match[5]) {
         const em = el("em");
-        renderInline(token.slice(1, -1), em, cite);
+        renderInline(token.slice(1, -1), em, ctx, at + 1);
         parent.appendChild(em);
       } else {
         const numbers = token.slice(1, -1).split(",").map((s) => parseInt(s.trim(), 10));
+        const cite = ctx.cite;
         if (cite && numbers.every((n) => cite.has(n))) {
-          numbers.forEach((n) => {
-            const button = el("button", "cite", String(n));
-            button.type = "button";
-            button.dataset.n = String(n);
-            // "Source 2: Handbook, page 3" rather than a bare "2".
-            button.setAttribute("aria-label", cite.get(n));
-            button.title = cite.get(n);
-            parent.appendChild(button);
-          });
+          numbers.forEach((n) => parent.appendChild(citeButton(n, cite.get(n))));
         } else {
-          parent.appendChild(document.createTextNode(token));
+          emitText(token, parent, ctx, at);
         }
       }
       last = match.index + token.length;
-      INLINE.lastIndex = last;
     }
-    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+    if (last < text.length) emitText(text.slice(last), parent, ctx, base + last);
   }
 
-  function renderMarkdown(source, cite) {
+  function renderMarkdown(source, ctx) {
     const fragment = document.createDocumentFragment();
-    const lines = source.replace(/\r\n?/g, "\n").split("\n");
-    let paragraph = [];
+    const lines = source.split("\n");
+    const starts = []; // offset of each line in `source`
+    lines.reduce((offset, line) => (starts.push(offset), offset + line.length + 1), 0);
+    let paragraph = []; // line numbers
     let list = null;
 
     function flushParagraph() {
       if (!paragraph.length) return;
       const p = el("p");
-      paragraph.forEach((line, i) => {
+      paragraph.forEach((n, i) => {
         if (i) p.appendChild(document.createElement("br"));
-        renderInline(line, p, cite);
+        renderInline(lines[n], p, ctx, starts[n]);
       });
       fragment.appendChild(p);
       paragraph = [];
     }
     function flushList() {
       list = null;
+    }
+    // Where `part`, the tail of line n that a pattern captured, starts in the source.
+    function tail(n, part) {
+      return starts[n] + lines[n].length - part.length;
     }
 
     for (let i = 0; i < lines.length; i++) {
@@ -113,11 +194,13 @@
       if (fence) {
         flushParagraph();
         flushList();
+        const first = i + 1;
         const code = [];
         i++;
         while (i < lines.length && !lines[i].trim().startsWith(fence[1])) code.push(lines[i++]);
         const pre = el("pre");
-        const codeNode = el("code", null, code.join("\n"));
+        const codeNode = el("code");
+        emitText(code.join("\n"), codeNode, ctx, first < lines.length ? starts[first] : source.length);
         if (fence[2]) codeNode.dataset.lang = fence[2];
         pre.appendChild(codeNode);
         fragment.appendChild(pre);
@@ -134,7 +217,8 @@
           fragment.appendChild(list);
         }
         const item = el("li");
-        renderInline(bullet ? bullet[1] : numbered[2], item, cite);
+        const text = bullet ? bullet[1] : numbered[2];
+        renderInline(text, item, ctx, tail(i, text));
         list.appendChild(item);
         continue;
       }
@@ -149,7 +233,7 @@
         flushList();
         const p = el("p", "md-heading");
         const strong = el("strong");
-        renderInline(heading[1], strong, cite);
+        renderInline(heading[1], strong, ctx, tail(i, heading[1]));
         p.appendChild(strong);
         fragment.appendChild(p);
         continue;
@@ -157,14 +241,90 @@
       if (list && /^\s{2,}\S/.test(line)) {
         // continuation of the previous list item
         list.lastChild.appendChild(document.createTextNode(" "));
-        renderInline(line.trim(), list.lastChild, cite);
+        renderInline(line.trim(), list.lastChild, ctx, starts[i] + line.length - line.trimStart().length);
         continue;
       }
       flushList();
-      paragraph.push(line);
+      paragraph.push(i);
     }
     flushParagraph();
     return fragment;
+  }
+
+  /* ---------------------------------------------------------------------------------------
+   * Grounding (the `done` event's and a saved answer's `grounding`): the answer's sentences
+   * in order, each {text, supported, sources}. Unsupported ones are tinted, underlined and
+   * followed by a "not found in the sources" label: text, so not colour alone, and read out.
+   * ------------------------------------------------------------------------------------- */
+
+  // The unsupported sentences as ranges of `text`, or null when one of them cannot be found
+  // in it (the caller then shows the sentences one by one, so no flag is ever lost).
+  function locateFlags(text, grounding) {
+    const flags = [];
+    let cursor = 0;
+    for (let i = 0; i < grounding.length; i++) {
+      const sentence = String((grounding[i] && grounding[i].text) || "").trim();
+      if (!sentence) continue;
+      const at = text.indexOf(sentence, cursor);
+      if (at < 0) {
+        if (grounding[i].supported === false) return null;
+        continue;
+      }
+      if (grounding[i].supported === false) flags.push({ start: at, end: at + sentence.length, i: i });
+      cursor = at + sentence.length;
+    }
+    return flags;
+  }
+
+  function flagLabel() {
+    const label = el("small", "unsupported-label");
+    label.append(el("span", "visually-hidden", " ("), "not found in the sources", el("span", "visually-hidden", ")"));
+    return label;
+  }
+
+  // One label after the last piece of each flagged sentence.
+  function addFlagLabels(root) {
+    const last = new Map();
+    root.querySelectorAll("span.unsupported").forEach((span) => last.set(span.dataset.sentence, span));
+    last.forEach((span) => span.after(flagLabel()));
+    return last.size;
+  }
+
+  // An answer whose flagged sentences could not be placed in its markdown: one paragraph of
+  // sentences, flags intact.
+  function renderSentences(grounding, ctx) {
+    const p = el("p");
+    grounding.forEach((sentence, i) => {
+      if (i) p.appendChild(document.createTextNode(" "));
+      const text = String(sentence.text || "");
+      if (sentence.supported === false) {
+        renderInline(text, p, { cite: ctx.cite, flags: [{ start: 0, end: text.length, i: i }] }, 0);
+      } else {
+        renderInline(text, p, { cite: ctx.cite, flags: [] }, 0);
+      }
+    });
+    const fragment = document.createDocumentFragment();
+    fragment.appendChild(p);
+    return fragment;
+  }
+
+  // The answer `text` as DOM nodes; with `grounding`, its unsupported sentences flagged.
+  // Returns {fragment, flagged: number of flagged sentences}.
+  function renderAnswer(text, cite, grounding) {
+    const source = text.replace(/\r\n?/g, "\n");
+    const ctx = { cite: cite, flags: [] };
+    let fragment;
+    if (Array.isArray(grounding) && grounding.length) {
+      const flags = locateFlags(source, grounding);
+      if (flags === null) fragment = renderSentences(grounding, ctx);
+      else {
+        ctx.flags = flags;
+        fragment = renderMarkdown(source, ctx);
+      }
+    } else {
+      fragment = renderMarkdown(source, ctx);
+    }
+    return { fragment: fragment, flagged: addFlagLabels(fragment) };
   }
 
   // The accessible name of a citation button; templates/chat/_message.html writes the same.
@@ -180,11 +340,15 @@
     return labels;
   }
 
-  function renderBody(article, text) {
+  // Renders an answer (or question) body; returns how many sentences were flagged.
+  function renderBody(article, text, grounding) {
     const body = article.querySelector(".msg-body");
     body.dataset.raw = text;
-    body.replaceChildren(renderMarkdown(text, citationLabels(article)));
+    const rendered = renderAnswer(text, citationLabels(article), grounding);
+    body.replaceChildren(rendered.fragment);
     body.classList.add("rendered");
+    body.classList.toggle("has-unsupported", rendered.flagged > 0);
+    return rendered.flagged;
   }
 
   /* ------------------------------------------------------------------------------------ */
@@ -193,16 +357,79 @@
   const panel = document.getElementById("passage-panel");
   let opener = null; // {button, article, n}: where focus goes back when the panel closes
 
+  // A source's `highlight` as "start-end,start-end" (the form of a source list entry's
+  // data-hl and of the document page's ?hl=): offsets in code points, end exclusive.
+  function highlightRanges(highlight) {
+    return (Array.isArray(highlight) ? highlight : [])
+      .filter((h) => h && Number.isInteger(h.start) && Number.isInteger(h.end) && 0 <= h.start && h.start < h.end)
+      .map((h) => h.start + "-" + h.end)
+      .join(",");
+  }
+
+  // Parses data-hl for a text of `length` code points: sorted, in range, not overlapping.
+  function parseRanges(value, length) {
+    const ranges = [];
+    String(value || "")
+      .split(",")
+      .forEach((part) => {
+        const m = part.trim().match(/^(\d+)-(\d+)$/);
+        if (!m) return;
+        const start = parseInt(m[1], 10);
+        const end = parseInt(m[2], 10);
+        if (start < end && end <= length) ranges.push([start, end]);
+      });
+    ranges.sort((a, b) => a[0] - b[0]);
+    return ranges.filter((r, i) => i === 0 || r[0] >= ranges[i - 1][1]);
+  }
+
+  // Fills `node` with `text`, the `ranges` (in code points: Array.from splits a string into
+  // code points, as the server counts) wrapped in <mark>.
+  function fillHighlighted(node, text, ranges) {
+    const chars = Array.from(text);
+    const parts = [];
+    let last = 0;
+    parseRanges(ranges, chars.length).forEach(([start, end]) => {
+      if (start > last) parts.push(chars.slice(last, start).join(""));
+      parts.push(el("mark", null, chars.slice(start, end).join("")));
+      last = end;
+    });
+    if (last < chars.length) parts.push(chars.slice(last).join(""));
+    node.replaceChildren(...parts);
+  }
+
+  // The document page at the passage, its highlighted sentences marked; "" when the
+  // document is gone (or the page does not know where documents live).
+  function documentLink(item) {
+    const id = item.dataset.document;
+    if (!id || !config.documentUrl) return "";
+    let url = config.documentUrl.replace(config.idPlaceholder, id);
+    const ordinal = item.dataset.ordinal;
+    if (ordinal === undefined || ordinal === "") return url;
+    url += "?chunk=" + encodeURIComponent(ordinal);
+    if (item.dataset.hl) url += "&hl=" + encodeURIComponent(item.dataset.hl);
+    return url + "#chunk-" + encodeURIComponent(ordinal);
+  }
+
   function openPassage(article, n, button) {
     const item = article && article.querySelector('.sources li[data-n="' + n + '"]');
     if (!item || !panel) return;
     document.getElementById("passage-n").textContent = "Passage [" + n + "]";
     document.getElementById("passage-title").textContent = item.dataset.title || "";
     document.getElementById("passage-location").textContent = item.dataset.location || "";
-    document.getElementById("passage-text").textContent = item.querySelector(".passage-text").textContent;
+    const text = document.getElementById("passage-text");
+    fillHighlighted(text, item.querySelector(".passage-text").textContent, item.dataset.hl);
+    const link = document.getElementById("passage-document");
+    if (link) {
+      const href = documentLink(item);
+      link.hidden = !href;
+      if (href) link.href = href;
+      else link.removeAttribute("href");
+    }
     opener = { button: button, article: article, n: n };
     if (!panel.open) panel.showModal();
     document.getElementById("passage-close").focus();
+    const mark = text.querySelector("mark");
+    if (mark) mark.scrollIntoView({ block: "nearest" });
   }
 
   function returnFocus() {
@@ -246,6 +473,9 @@
       li.dataset.n = String(source.n);
       li.dataset.title = source.title;
       li.dataset.location = source.location || "";
+      li.dataset.document = source.document || "";
+      li.dataset.ordinal = source.ordinal === null || source.ordinal === undefined ? "" : String(source.ordinal);
+      li.dataset.hl = highlightRanges(source.highlight);
       const button = el("button", "source-link");
       button.type = "button";
       button.dataset.n = String(source.n);
@@ -260,6 +490,22 @@
       ol.appendChild(li);
     });
     article.querySelector(".msg-body").after(ol);
+  }
+
+  // The `evidence` event: the best source sentence, quoted above the answer with its [n].
+  // templates/chat/_message.html renders the same for a saved answer.
+  function showEvidence(article, text, n) {
+    const old = article.querySelector(".evidence");
+    if (old) old.remove();
+    if (!text) return;
+    const figure = el("figure", "evidence");
+    figure.appendChild(el("figcaption", "evidence-label", "From your documents"));
+    const quote = el("blockquote", "evidence-quote");
+    quote.appendChild(el("span", "evidence-text", text));
+    const label = citationLabels(article).get(n);
+    if (label) quote.append(" ", citeButton(n, label));
+    figure.appendChild(quote);
+    article.querySelector(".msg-body").before(figure);
   }
 
   function buildMessage(role) {
@@ -354,6 +600,16 @@
     });
   }
 
+  function savedGrounding(article) {
+    const data = article.querySelector(".msg-grounding script");
+    if (!data) return null;
+    try {
+      return JSON.parse(data.textContent);
+    } catch (error) {
+      return null;
+    }
+  }
+
   /* ------------------------------------------------------------------------------------ */
   /* Click handling for citations, sources and feedback                                    */
 
@@ -381,10 +637,11 @@
         }
       }
     });
-    // Server-rendered history: turn plain text into safe markdown.
+    // Server-rendered history: turn plain text into safe markdown, flagging the sentences
+    // that the saved grounding check found unsupported.
     list.querySelectorAll(".msg").forEach((article) => {
       const body = article.querySelector(".msg-body");
-      renderBody(article, body.textContent);
+      renderBody(article, body.textContent, savedGrounding(article));
     });
   }
 
@@ -464,6 +721,13 @@
   const statusLine = document.getElementById("chat-status");
   const answerStatus = document.getElementById("answer-status");
 
+  // Shown under a complete answer that did not end on its own; templates/chat/_message.html
+  // has the same sentences.
+  const FINISH_NOTES = {
+    loop: "Cut short: the model started repeating itself.",
+    length: "Cut short: the answer reached its maximum length.",
+  };
+
   const CLOSE_REASONS = {
     4401: "You are signed out. Sign in again to continue.",
     4404: "This conversation no longer exists.",
@@ -540,7 +804,7 @@
     article.classList.add("streaming");
     article.setAttribute("aria-busy", "true");
     announce("");
-    current = { article: article, text: "", frame: 0, queued: false };
+    current = { article: article, text: "", frame: 0, queued: false, grounding: null };
     setNote(article, "Searching the knowledge base…");
     return article;
   }
@@ -575,7 +839,7 @@
     if (!current) return;
     const article = current.article;
     cancelAnimationFrame(current.frame);
-    renderBody(article, current.text);
+    const flagged = renderBody(article, current.text, current.grounding);
     article.classList.remove("streaming");
     article.setAttribute("aria-busy", "false");
     if (note) setNote(article, note, isError);
@@ -583,7 +847,11 @@
       const old = article.querySelector(".msg-note");
       if (old) old.remove();
     }
-    announce(spoken || note);
+    let said = spoken || note;
+    if (flagged) {
+      said += " " + (flagged === 1 ? "1 sentence was" : flagged + " sentences were") + " not found in the sources.";
+    }
+    announce(said);
     current = null;
   }
 
@@ -613,6 +881,10 @@
         buildSources(current.article, event.sources || []);
         setNote(current.article, event.sources && event.sources.length ? "Writing…" : "");
         break;
+      case "evidence":
+        if (!current || typeof event.text !== "string") break;
+        showEvidence(current.article, event.text, event.source);
+        break;
       case "token":
         if (!current) break;
         current.text += event.text;
@@ -625,8 +897,11 @@
         article.dataset.messageId = event.message;
         article.dataset.status = event.status || "complete";
         article.classList.add("msg-" + (event.status || "complete"));
+        // The saved answer replaces the streamed one: citations added, a loop cut off.
+        if (typeof event.content === "string") current.text = event.content;
+        if (Array.isArray(event.grounding)) current.grounding = event.grounding;
         if (event.status === "stopped") finishCurrent("Stopped before the end.", false, "Answer stopped.");
-        else finishCurrent("", false, "Answer complete.");
+        else finishCurrent(FINISH_NOTES[event.finish_reason] || "", false, "Answer complete.");
         addFooter(article, event.stats);
         setBusy(false);
         setStatus("");
@@ -655,12 +930,7 @@
     setStatus("");
     ask(text);
   });
-  question.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      composer.requestSubmit();
-    }
-  });
+  sendOnEnter(question, composer);
   stopButton.addEventListener("click", () => {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "stop" }));
   });

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from chat import services
-from chat.models import Conversation, Feedback, MessageStatus
+from chat.models import Citation, Conversation, Feedback, Message, MessageStatus
 from tests.chat.factories import answers, make_conversation, make_passage
 
 pytestmark = pytest.mark.django_db
@@ -207,6 +207,7 @@ def test_json_export_has_messages_citations_stats_and_feedback(alice_client, des
             "page": None,
             "text": PASSAGE.text,
             "score": 0.0312,
+            "highlight": [],
         }
     ]
     assert (answer["feedback"], answer["feedback_comment"]) == ("up", "spot on")
@@ -284,3 +285,71 @@ def test_settings_with_malformed_json_are_refused(alice_client, descaling):
     url = reverse("chat:settings", args=[descaling.public_id])
     response = alice_client.post(url, "{oops", content_type="application/json")
     assert response.status_code == 400
+
+
+def checked(conversation: Conversation, **fields) -> Message:
+    """Give the conversation's answer the evidence, grounding and highlights the answering
+    pipeline saves (set through the ORM: these tests are about the page, not the pipeline)."""
+    answer = answers(conversation)[0]
+    highlight = fields.pop("highlight", [])
+    Message.objects.filter(pk=answer.pk).update(**fields)
+    Citation.objects.filter(message=answer).update(highlight=highlight)
+    return answer
+
+
+def test_a_saved_answer_shows_its_evidence_quote_with_its_citation(alice_client, descaling):
+    checked(descaling, evidence={"text": "The Zorblax 3000 must be descaled every 40 days.", "source": 1})
+    body = alice_client.get(page(descaling)).content.decode()
+    quote = body[body.index('<figure class="evidence">') : body.index("</figure>")]
+    assert "From your documents" in quote
+    assert '<span class="evidence-text">The Zorblax 3000 must be descaled every 40 days.</span>' in quote
+    assert 'class="cite" data-n="1" aria-label="Source 1: Zorblax 3000 manual, Descaling"' in quote
+    # Above the model's answer.
+    assert body.index('<figure class="evidence">') < body.index('<div class="msg-body md">Every 40 days [1].')
+
+
+def test_an_answer_without_evidence_has_no_quote(alice_client, descaling):
+    assert '<figure class="evidence">' not in alice_client.get(page(descaling)).content.decode()
+
+
+def test_a_saved_answer_carries_its_grounding_highlights_and_document_link_data(alice_client, descaling):
+    grounding = [
+        {"text": "Every 40 days [1].", "supported": True, "sources": [1]},
+        {"text": "Use vinegar.", "supported": False, "sources": []},
+    ]
+    checked(
+        descaling,
+        grounding=grounding,
+        finish_reason="loop",
+        highlight=[{"text": "The Zorblax 3000 must be descaled every 40 days.", "start": 0, "end": 48}],
+    )
+    response = alice_client.get(page(descaling))
+    body = response.content.decode()
+    # chat.js flags the sentences from this data (one rendering path for live and saved answers).
+    data = body[body.index('<div class="msg-grounding" hidden>') :]
+    data = data[data.index(">", data.index("<script")) + 1 : data.index("</script>")]
+    assert json.loads(data) == grounding
+    source = f'data-document="{PASSAGE.document_id}" data-ordinal="0" data-hl="0-48"'
+    assert source in body
+    assert "Cut short: the model started repeating itself." in body
+    config = response.context["chat_config"]
+    assert config["documentUrl"] == reverse("documents:detail", args=[config["idPlaceholder"]])
+
+
+def test_evidence_and_grounding_text_cannot_inject_markup(alice_client, descaling):
+    checked(
+        descaling,
+        evidence={"text": "<img src=x onerror=alert(1)>", "source": 1},
+        grounding=[{"text": "</script><script>alert(2)</script>", "supported": False, "sources": []}],
+    )
+    body = alice_client.get(page(descaling)).content.decode()
+    assert "<img src=x" not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "<script>alert(2)" not in body
+
+
+def test_the_start_page_question_box_sends_with_enter(alice_client):
+    body = alice_client.get(reverse("chat:home")).content.decode()
+    # chat.js sends #start-form when Enter is pressed in #start-question (Shift+Enter: new line).
+    assert 'id="start-form"' in body and 'id="start-question"' in body
+    assert "Enter to send, Shift+Enter for a new line" in body

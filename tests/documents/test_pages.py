@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Group
@@ -248,3 +249,67 @@ def test_reindex_and_delete_refuse_get_requests_that_would_change_things(alice, 
     document = make_document(alice, "keep me")
     assert alice_client.get(reverse("documents:reindex", args=[document.public_id])).status_code == 405
     assert Document.objects.filter(pk=document.pk).exists()
+
+
+def detail_url(document, **params) -> str:
+    url = reverse("documents:detail", args=[document.public_id])
+    return url + ("?" + urlencode(params) if params else "")
+
+
+def test_a_citation_link_opens_the_page_that_holds_its_chunk(alice, alice_client):
+    document = make_document(alice, "long", chunks=60)
+    response = alice_client.get(detail_url(document, chunk=27))
+    assert [c.ordinal for c in response.context["chunks"]] == list(range(25, 50))
+    html = response.content.decode()
+    assert "Page 2 of 3" in html
+    assert '<article class="chunk target" id="chunk-27" aria-current="location">' in html
+    assert html.count('class="chunk target"') == 1
+    # Without ?chunk the document opens on its first page, nothing singled out.
+    first = alice_client.get(detail_url(document))
+    assert [c.ordinal for c in first.context["chunks"]] == list(range(25))
+    assert "target" not in first.content.decode()
+
+
+def test_the_cited_sentence_is_marked_and_the_passage_escaped(alice, alice_client):
+    document = make_document(alice, "marked", chunks=3)
+    # Offsets count code points: the emoji before the sentence is one, not two UTF-16 units.
+    text = "🌊 <b>Tides</b> turn twice a day. The harbour gate opens at 06:40 & closes at dusk."
+    start = text.index("The harbour")
+    document.chunks.filter(ordinal=1).update(text=text)
+    html = alice_client.get(detail_url(document, chunk=1, hl=f"{start}-{len(text)}")).content.decode()
+    assert "<mark>The harbour gate opens at 06:40 &amp; closes at dusk.</mark>" in html
+    assert "🌊 &lt;b&gt;Tides&lt;/b&gt; turn twice a day. <mark>" in html
+    assert "<b>Tides" not in html
+    assert html.count("<mark>") == 1  # only the cited chunk is marked
+
+
+def test_several_highlight_spans_are_marked_in_order(alice, alice_client):
+    document = make_document(alice, "two spans", chunks=1)
+    document.chunks.update(text="One. Two. Three.")
+    html = alice_client.get(detail_url(document, chunk=0, hl="10-16,0-4")).content.decode()
+    assert "<pre><mark>One.</mark> Two. <mark>Three.</mark></pre>" in html
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"chunk": "abc", "hl": "0-4"},
+        {"chunk": "-1", "hl": "0-4"},
+        {"chunk": "999", "hl": "0-4"},
+        {"chunk": "1.5"},
+        {"chunk": "1", "hl": "nonsense"},
+        {"chunk": "1", "hl": "4-2"},
+        {"chunk": "1", "hl": "0-9999"},
+        {"chunk": "1", "hl": "-3-4"},
+        {"chunk": "1", "hl": "3-3"},
+        {"chunk": "1", "hl": "٣-٤"},  # Arabic-Indic digits are not offsets
+        {"chunk": "99999999999999999999", "hl": "0-4"},
+    ],
+)
+def test_malformed_or_out_of_range_chunk_and_highlight_are_ignored(alice, alice_client, params):
+    document = make_document(alice, "robust", chunks=30)
+    response = alice_client.get(detail_url(document, **params))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<mark>" not in html
+    assert "Passage 1 of robust." in html  # the chunk text is still shown whole
