@@ -148,19 +148,22 @@ class _Answer:
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
         pairs = [(n, str(source.text)) for n, source in enumerate(self.sources, start=1)]
         checked = await embeddings.arun(grounding.check, self.text, pairs) if pairs and self.text else None
-        message = await _save(
-            self.conversation,
-            content=checked.content if checked else self.text,
-            status=status,
-            sources=self.sources,
-            highlights=self.highlights,
-            params=self.params.to_dict(),
-            stats=self.stats,
-            finish_reason=self.finish_reason,
-            evidence=self.evidence,
-            grounding=checked.sentences if checked else [],
-        )
-        return message, checked
+        if checked is None:
+            return await self.save(status=status), None
+        return await self.save(status=status, content=checked.content, grounding=checked.sentences), checked
+
+    async def save(self, **fields) -> Message:
+        """Save the answer as it stands; ``fields`` override or add to what it has produced."""
+        recorded = {
+            "content": self.text,
+            "sources": self.sources,
+            "highlights": self.highlights,
+            "params": self.params.to_dict(),
+            "stats": self.stats,
+            "finish_reason": self.finish_reason,
+            "evidence": self.evidence,
+        }
+        return await _save(self.conversation, **(recorded | fields))
 
 
 async def answer(question: Message, params: llm.GenerationParams, *, user, emit: Emit) -> Message | None:
@@ -261,18 +264,7 @@ async def _rewrite(question: str, previous: str | None, params: llm.GenerationPa
 async def _fail(state: _Answer, reason: str, emit: Emit) -> Message | None:
     await emit(protocol.error(reason))
     try:
-        return await _save(
-            state.conversation,
-            content=state.text,
-            status=MessageStatus.FAILED,
-            error=reason,
-            sources=state.sources,
-            highlights=state.highlights,
-            params=state.params.to_dict(),
-            stats=state.stats,
-            finish_reason=state.finish_reason,
-            evidence=state.evidence,
-        )
+        return await state.save(status=MessageStatus.FAILED, error=reason)
     except Exception:
         log.exception("could not save the failed answer in conversation %s", state.conversation.public_id)
         return None

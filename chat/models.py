@@ -262,16 +262,4 @@ class Citation(models.Model):
 
     def as_source(self) -> dict:
         """The same shape as an entry of the websocket ``sources`` event."""
-        return {
-            "n": self.n,
-            **passage_payload(
-                document_id=self.document_public_id,
-                ordinal=self.ordinal,
-                title=self.title,
-                location=self.location,
-                page=self.page,
-                text=self.text,
-                score=self.score,
-            ),
-            "highlight": self.highlight,
-        }
+        return {"n": self.n, **passage_payload(self, document_id=self.document_public_id), "highlight": self.highlight}

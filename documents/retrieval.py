@@ -55,22 +55,21 @@ TIE_BREAK = 0.01
 SCORE_DIGITS = 4
 
 
-def passage_payload(
-    *, document_id, ordinal: int | None, title: str, location: str, page: int | None, text: str, score: float
-) -> dict:
+def passage_payload(passage, *, document_id) -> dict:
     """The one JSON shape of a passage: a search result, a ``sources`` entry, a saved citation.
 
+    ``passage`` has ``ordinal``, ``title``, ``location``, ``page``, ``text`` and ``score``.
     ``document`` is the document's public id (None once it is deleted) and ``ordinal`` the
     passage's position in it (the document page's ``#chunk-<ordinal>``): no database keys.
     """
     return {
         "document": str(document_id) if document_id else None,
-        "ordinal": ordinal,
-        "title": title,
-        "location": location,
-        "page": page,
-        "text": text,
-        "score": round(float(score), SCORE_DIGITS),
+        "ordinal": passage.ordinal,
+        "title": passage.title,
+        "location": passage.location,
+        "page": passage.page,
+        "text": passage.text,
+        "score": round(float(passage.score), SCORE_DIGITS),
     }
 
 
@@ -88,23 +87,15 @@ class Hit:
 
     def as_dict(self) -> dict:
         """A search API result: the passage and its cosine similarity to the query."""
-        return {**self._passage(), "similarity": round(self.similarity, SCORE_DIGITS)}
+        return {
+            **passage_payload(self, document_id=self.document_id),
+            "similarity": round(self.similarity, SCORE_DIGITS),
+        }
 
     def as_source(self, n: int, highlight: Sequence[dict] = ()) -> dict:
         """An entry of the websocket ``sources`` event: the passage numbered as the model sees it,
         with the sentences that answer the question (``chat.evidence``)."""
-        return {"n": n, **self._passage(), "highlight": list(highlight)}
-
-    def _passage(self) -> dict:
-        return passage_payload(
-            document_id=self.document_id,
-            ordinal=self.ordinal,
-            title=self.title,
-            location=self.location,
-            page=self.page,
-            text=self.text,
-            score=self.score,
-        )
+        return {"n": n, **passage_payload(self, document_id=self.document_id), "highlight": list(highlight)}
 
 
 @dataclass
