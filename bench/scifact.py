@@ -30,7 +30,6 @@ those is stored in the database); anything else triggers a fresh ingest.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -357,13 +356,14 @@ def evaluate_configurations(queries: dict[str, str], qrels: dict, runs: list[dic
         public_id: name.removeprefix(FILE_PREFIX).removesuffix(".txt")
         for public_id, name in Document.objects.values_list("public_id", "original_name")
     }
-    cached_query = functools.lru_cache(maxsize=None)(embeddings.embed_query)
     results = []
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(embeddings, "embed_query", cached_query))
         stack.enter_context(mock.patch.object(retrieval, "MAX_K", max(DEEP_POOL, retrieval.MAX_K)))
-        for query in progress(queries.values(), desc="scifact: embed queries", unit="query"):
-            cached_query(query)
+        # Each query is embedded once, up front, and handed to every run (search(..., vector=)).
+        vectors = {
+            query_id: embeddings.embed_query(text)
+            for query_id, text in progress(queries.items(), desc="scifact: embed queries", unit="query")
+        }
         for run in runs:
             rankings: dict[str, list[str]] = {}
             latencies = []
@@ -379,6 +379,7 @@ def evaluate_configurations(queries: dict[str, str], qrels: dict, runs: list[dic
                         candidates=run["pool"],
                         apply_floor=False,
                         fusion=run["fusion"],
+                        vector=vectors[query_id],
                     )
                     latencies.append(time.perf_counter() - tick)
                     rankings[query_id] = metrics.collapse(corpus_id[hit.document_id] for hit in hits)
