@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -179,14 +178,14 @@ def test_a_max_tokens_without_room_for_text_is_refused():
         split([Section(text="hello")], max_tokens=2)
 
 
-def test_five_thousand_abstracts_split_quickly():
+def test_five_thousand_abstracts_each_fit_and_keep_their_heading():
+    # The speed of splitting a corpus is measured by `make bench PART=ingestion`, not here.
     rng = random.Random(11)
     sections = [Section(text=paragraph(rng, rng.randint(4, 12)), headings=(f"Abstract {i}",)) for i in range(5000)]
-    started = time.perf_counter()
     drafts = split(sections)
-    elapsed = time.perf_counter() - started
     assert len(drafts) >= 5000
-    assert elapsed < 30, f"splitting took {elapsed:.1f}s"
+    assert_fits(drafts)
+    assert {draft.location for draft in drafts} == {f"Abstract {i}" for i in range(5000)}
 
 
 @pytest.mark.parametrize(
