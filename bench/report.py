@@ -7,6 +7,7 @@ formatting: no Django, no database.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
         "",
         "```",
         "make bench                     # every part, SciFact corpus ingested afresh",
-        "make bench PART=scifact        # one part: scifact | retrieval | ingestion | streaming",
+        "make bench PART=scifact        # one part: scifact | retrieval | ingestion | streaming | answers",
         "BENCH_REUSE=1 make bench PART=scifact   # keep an ingested SciFact corpus built from the same data/code",
         "```",
         "",
@@ -152,8 +153,9 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
         "retrieval": _retrieval,
         "ingestion": _ingestion,
         "streaming": _streaming,
+        "answers": _answers,
     }
-    for part in ("scifact", "retrieval", "ingestion", "streaming"):
+    for part in PARTS:
         if part in parts:
             run, result = parts[part]
             out += renderers[part](run, result)
@@ -528,6 +530,133 @@ def _streaming_threads(parts: dict[str, tuple[dict, dict]], default: dict) -> li
         ),
         "",
     ]
+
+
+def _ratio(figure: dict | None) -> str:
+    """``{"count", "of", "share"}`` as "12/40 (30 %)"."""
+    if not figure or not figure.get("of"):
+        return "–"
+    return f"{figure['count']}/{figure['of']} ({100 * figure['share']:.0f} %)"
+
+
+def _p50_p95(spread: dict | None) -> str:
+    if not spread or not spread.get("n"):
+        return "–"
+    return f"{spread['p50']:.0f} / {spread['p95']:.0f} (n={spread['n']})"
+
+
+def _cell(text: str | None, limit: int = 140) -> str:
+    """Free text (a question, a model's answer) made safe for one Markdown table cell."""
+    text = " ".join((text or "").split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=False).replace("|", "\\|") or "–"
+
+
+def _answers(run: dict, result: dict) -> list[str]:
+    summary = result["summary"]
+    sizes = result["golden_set"]
+    protocol = summary["protocol"]
+    live = summary["live_grounding"]
+    direct = result.get("grounding_direct") or {}
+    formats = ", ".join(f"{d['file']} ({d['chunks']} chunks)" for d in result.get("documents", []))
+    if direct.get("error"):
+        grounding = f"not measured: {direct['error']}"
+    else:
+        grounding = (
+            f"{_fmt(direct.get('precision'), 2)} / {_fmt(direct.get('recall'), 2)} "
+            f"({direct['true_positives']} of {direct['wrong']} wrong sentences flagged, "
+            f"{direct['flagged']} flags in all on {direct['sentences']} sentences)"
+        )
+    if live["answers"]:
+        live_text = (
+            f"{live['flagged_sentences']} of {live['sentences']} sentences, in {live['answers_with_flags']} of "
+            f"{live['answers']} answers ({live['answers_stating_fact_with_flags']} of them stating the expected fact)"
+        )
+    else:
+        live_text = "– (no `done.grounding` received)"
+    rows = [
+        ["evidence accuracy: the `evidence` event holds the expected fact", _ratio(summary["evidence_accuracy"]),
+         "≥ 90 %"],
+        ["model-answer accuracy: the answer states the expected fact", _ratio(summary["answer_accuracy"]), ""],
+        ["trustworthy: states the fact, says not-found, or a sentence is flagged unsupported (all answers)",
+         _ratio(summary["trustworthy"]), "≥ 95 %"],
+        ["… of answerable questions / of unanswerable ones",
+         f"{_ratio(summary['trustworthy_answerable'])} / {_ratio(summary['trustworthy_unanswerable'])}", ""],
+        ["citation accuracy: a cited source is from the right document", _ratio(summary["citation_accuracy"]), ""],
+        ["grounding precision / recall on planted wrong sentences (direct check)", grounding, ""],
+        ["sentences flagged unsupported in the live answers", live_text, ""],
+        ["looping answers", _ratio(summary["looping"]), "0"],
+        ["not-found on unanswerable questions", _ratio(summary["not_found_unanswerable"]), "≥ 90 %"],
+        ["`evidence` quoted for unanswerable questions", _ratio(summary.get("evidence_on_unanswerable")), ""],
+        ["false not-found on answerable questions", _ratio(summary["false_not_found"]), ""],
+        ["retrieval: first source from the right document (self-contained questions)",
+         _ratio(summary["retrieval_first_source_right"]), ""],
+        ["retrieval: first source holds the expected fact", _ratio(summary["retrieval_first_source_has_fact"]), ""],
+        ["follow-ups: first source from the right document", _ratio(summary["follow_up_first_source_right"]),
+         "≥ 80 %"],
+        ["follow-ups: first source holds the expected passage", _ratio(summary["follow_up_first_source_has_fact"]),
+         ""],
+        ["`ask` → `sources` ms, p50 / p95", _p50_p95(summary["ms_to_sources"]), ""],
+        ["`ask` → `evidence` ms, p50 / p95", _p50_p95(summary["ms_to_evidence"]), "≤ 300 ms"],
+        ["`ask` → first model `token` ms, p50 / p95", _p50_p95(summary["ms_to_first_token"]), ""],
+        ["`ask` → `done` ms, p50 / p95 (model answers)", _p50_p95(summary["ms_to_done"]), ""],
+    ]  # fmt: skip
+    settings = result.get("settings") or {}
+    saved = settings.get("answer params (as saved)")
+    shown = ", ".join(f"{name}={value}" for name, value in settings.items() if name != "answer params (as saved)")
+    out = [
+        "## Answers: the golden set through the websocket protocol",
+        "",
+        _when(run, result),
+        "",
+        f"The project's own golden set (`bench/golden`, separate from SciFact): {sizes['documents']} documents "
+        f"with invented facts in every supported format — {formats} — uploaded through `POST /api/v1/documents/` "
+        "and ingested by a real `qcluster`; "
+        f"{sizes['answerable_questions']} answerable questions, {sizes['follow_up_pairs']} follow-up pairs "
+        f"(asked in one conversation), {sizes['unanswerable_questions']} questions the knowledge base cannot "
+        f"answer, and {sizes['planted_wrong_sentences']} answer sentences with a planted wrong fact beside "
+        f"{sizes['planted_true_sentences']} true ones and paraphrases. Every question is asked over the real "
+        "websocket (a real daphne on loopback, Bearer token, one new conversation per question, one client at a "
+        f"time after a warm-up) with params {json.dumps(result.get('params_sent'))}; model "
+        f"{result.get('model') or '?'}. Answerable figures count both questions of each pair; retrieval counts "
+        "the self-contained questions, follow-ups their own line. The grounding check's precision and recall "
+        "come from calling it directly on the planted sentences against the sources the server sent for the "
+        "claim's question.",
+        "",
+        _table(["figure", "measured", "target"], rows),
+        "",
+        f"Protocol fields received: `evidence` in {protocol['evidence_events']} of {summary['answers']} answers, "
+        f"`highlight` on {protocol['sources_with_highlight']} of {protocol['sources']} sources, `done.content` in "
+        f"{protocol['done_with_content']}, `done.grounding` in {protocol['done_with_grounding']}, "
+        f"`done.finish_reason` in {protocol['done_with_finish_reason']}; errors: {summary['errors']}.",
+        "",
+    ]
+    if not direct.get("error") and direct.get("by_kind"):
+        kinds = direct["by_kind"]
+        out += [
+            "Grounding check on the planted sentences, flagged unsupported per kind (invented: a value the "
+            "knowledge base does not hold; swapped: a value it holds for something else):",
+            "",
+            _table(
+                ["kind", "flagged"],
+                [[kind, f"{value['flagged']}/{value['of']}"] for kind, value in kinds.items()],
+            ),
+            "",
+        ]
+    untrusted = [answer for answer in result.get("answers", []) if not answer.get("trustworthy")]
+    if untrusted:
+        out += [
+            f"Answers not to be trusted ({len(untrusted)}; the first 12):",
+            "",
+            _table(
+                ["id", "question", "answer"],
+                [[a["id"], _cell(a["question"], 80), _cell(a["answer"])] for a in untrusted[:12]],
+            ),
+            "",
+        ]
+    out += [f"Settings: {shown}; sampling as saved with the answers: {json.dumps(saved)}.", ""]
+    return out
 
 
 # --- Plot ------------------------------------------------------------------------------------
