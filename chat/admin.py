@@ -1,8 +1,13 @@
-"""Read-only review of saved conversations for staff.
+"""Read-only review of saved conversations.
 
-Any active staff member may read conversations, messages and citations here (reviewing
-answers is part of running the site); nobody can add or edit them, and only superusers
-may delete a conversation (for example on a user's request).
+Active staff members holding ``chat.review_conversations`` (superusers hold every
+permission) may read every user's conversations, messages and citations here; the staff
+flag alone does not open them. Nobody can add or edit them, and only superusers may delete a
+conversation (for example on a user's request).
+
+A reviewer is a reader like any other: a cited passage (and an evidence quote taken from
+it) is shown only if the reviewer may read its document (``CitationQuerySet.for_reader``).
+A reviewer who must see every passage also needs ``documents.read_all_documents``.
 """
 
 from __future__ import annotations
@@ -12,17 +17,24 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from chat.models import Citation, Conversation, Feedback, Message, Role
+from chat.models import REVIEW_CONVERSATIONS, Citation, Conversation, Feedback, Message, Role
+
+# What a reviewer sees of a cited passage whose document they may not read.
+NOT_AVAILABLE = "source not available to you (its document was deleted, or you may not read it)"
+
+
+def may_review(user) -> bool:
+    return user.is_active and user.is_staff and user.has_perm(REVIEW_CONVERSATIONS)
 
 
 class ReadOnlyMixin:
-    """No add, no change; view for any active staff member; delete for superusers only."""
+    """No add, no change; view with ``chat.review_conversations``; delete for superusers only."""
 
     def has_module_permission(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff
+        return may_review(request.user)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_staff
+        return may_review(request.user)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -74,7 +86,7 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
     ordering = ["created", "pk"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("citations")
+        return super().get_queryset(request).with_citations_for(request.user)
 
     @admin.display(description="citations")
     def sources(self, message: Message) -> str:
@@ -84,7 +96,7 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
         if not citations:
             return "none"
         url = reverse("admin:chat_message_change", args=[message.pk])
-        titles = ", ".join(f"[{c.n}] {c.title}" for c in citations)
+        titles = ", ".join(f"[{c.n}] {c.title if c.is_readable else NOT_AVAILABLE}" for c in citations)
         return format_html('{} — <a href="{}">read the passages</a>', titles, url)
 
 
@@ -140,11 +152,35 @@ class GroundingFilter(admin.SimpleListFilter):
 
 
 class CitationInline(ReadOnlyMixin, admin.StackedInline):
+    """The passages an answer cited, each only if the reviewer may read its document."""
+
     model = Citation
     extra = 0
-    fields = [("n", "score"), "title", "location", "document", "document_public_id", "text"]
-    readonly_fields = ["n", "score", "title", "location", "document", "document_public_id", "text"]
+    fields = [("n", "score"), "passage_title", "passage_location", "passage_document", "passage_text"]
+    readonly_fields = ["n", "score", "passage_title", "passage_location", "passage_document", "passage_text"]
     ordering = ["n"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_reader(request.user)
+
+    @admin.display(description="title")
+    def passage_title(self, citation: Citation) -> str:
+        return citation.title if citation.is_readable else NOT_AVAILABLE
+
+    @admin.display(description="location")
+    def passage_location(self, citation: Citation) -> str:
+        return citation.location if citation.is_readable else "—"
+
+    @admin.display(description="document")
+    def passage_document(self, citation: Citation) -> str:
+        if not citation.is_readable:
+            return "—"
+        url = reverse("documents:detail", args=[citation.document_public_id])
+        return format_html('<a href="{}">{}</a>', url, citation.document_public_id)
+
+    @admin.display(description="text")
+    def passage_text(self, citation: Citation) -> str:
+        return citation.text if citation.is_readable else "—"
 
 
 @admin.register(Message)
@@ -182,6 +218,10 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = [name for row in fields for name in (row if isinstance(row, tuple) else (row,))]
     inlines = [CitationInline]
 
+    def get_queryset(self, request):
+        # The evidence quote is shown only with its citation readable (Message.shown_evidence).
+        return super().get_queryset(request).with_citations_for(request.user)
+
     @admin.display(description="conversation", ordering="conversation__title")
     def conversation_link(self, message: Message) -> str:
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
@@ -193,9 +233,10 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="evidence")
     def evidence_quote(self, message: Message) -> str:
-        if not message.evidence:
-            return "—"
-        return f"“{message.evidence.get('text', '')}” [{message.evidence.get('source')}]"
+        evidence = message.shown_evidence
+        if not evidence:
+            return f"[{message.evidence.get('source')}] {NOT_AVAILABLE}" if message.evidence else "—"
+        return f"“{evidence.get('text', '')}” [{evidence.get('source')}]"
 
     @admin.display(description="grounding")
     def grounding_check(self, message: Message) -> str:

@@ -9,11 +9,17 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Prefetch, Q
 
+from documents.models import Document
 from documents.retrieval import passage_payload
 
 TITLE_MAX_LENGTH = 200
+# Opens the read-only review of every user's conversations in the admin. Superusers hold
+# every permission; the staff flag alone grants nothing (docs/security.md, "Access rules").
+REVIEW_CONVERSATIONS = "chat.review_conversations"
+# What a reader sees of a cited passage whose document they may no longer read.
+SOURCE_UNAVAILABLE = "Source no longer available"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated"]
+        permissions = [("review_conversations", "Can review every user's conversations")]
         indexes = [
             # The sidebar: one user's conversations, most recently active first.
             models.Index(fields=["user", "-updated"], name="conversation_user_updated"),
@@ -119,6 +126,12 @@ class MessageQuerySet(models.QuerySet):
     def last_question(self) -> Message | None:
         """The latest question among these messages (``conversation.messages.last_question()``)."""
         return self.filter(role=Role.USER).order_by("-created", "-pk").first()
+
+    def with_citations_for(self, reader) -> MessageQuerySet:
+        """These messages with their citations prefetched in order, as ``reader`` may see them
+        (``CitationQuerySet.for_reader``): one more query, however many citations."""
+        citations = Citation.objects.for_reader(reader).order_by("n")
+        return self.prefetch_related(Prefetch("citations", queryset=citations))
 
     def previous_question(self, before: Message) -> Message | None:
         """The question asked just before ``before`` among these messages."""
@@ -220,12 +233,41 @@ class Message(models.Model):
     def stats(self) -> dict:
         return {name: getattr(self, name) for name in STATS_FIELDS}
 
+    @property
+    def shown_evidence(self) -> dict:
+        """``evidence`` while the passage it quotes may be shown (its citation is readable, see
+        ``CitationQuerySet.for_reader``), else ``{}``: the quote is the passage's own words."""
+        if not self.evidence:
+            return {}
+        source = self.evidence.get("source")
+        if any(citation.n == source and citation.is_readable for citation in self.citations.all()):
+            return self.evidence
+        return {}
+
+
+class CitationQuerySet(models.QuerySet):
+    def for_reader(self, reader) -> CitationQuerySet:
+        """These citations, each annotated ``source_readable``: whether ``reader`` may read the
+        cited document now (``Document.objects.visible_to``), computed in this same query (an
+        EXISTS per row), so a page of any number of citations costs no extra query.
+
+        The one rule for showing a cited passage, wherever it is shown (conversation page,
+        API, exports, admin review): its title, location, text and highlights, and an
+        answer's evidence quote taken from it, are shown only while the reader may read the
+        document. Otherwise the citation keeps its number and says ``SOURCE_UNAVAILABLE``. A
+        citation loaded any other way counts as unreadable: the rule fails closed.
+        """
+        readable = Document.objects.visible_to(reader).filter(pk=OuterRef("document_id"))
+        return self.annotate(source_readable=Exists(readable))
+
 
 class Citation(models.Model):
     """A passage an answer was given as evidence, numbered as the model saw it.
 
-    The passage's title, location and text are copied: re-indexing or deleting the
-    document replaces its chunks, and an old answer must keep showing what it was based on.
+    The passage's title, location and text are copied: re-indexing the document replaces
+    its chunks, and an old answer must keep showing what it was based on, to readers who may
+    still read the document (``CitationQuerySet.for_reader``). Deleting the document erases
+    the copies (``chat.services.forget_cited_passages``).
     """
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
@@ -249,6 +291,8 @@ class Citation(models.Model):
     # [{"text": sentence, "start": offset, "end": offset}, ...], offsets in code points.
     highlight = models.JSONField(default=list, blank=True)
 
+    objects = CitationQuerySet.as_manager()
+
     class Meta:
         ordering = ["message", "n"]
         constraints = [
@@ -258,8 +302,31 @@ class Citation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"[{self.n}] {self.title}"
+        # No title: the admin prints this where the reader may not be allowed to see it.
+        return f"source [{self.n}]"
+
+    @property
+    def is_readable(self) -> bool:
+        """Whether the reader this citation was loaded for may see its passage (see
+        ``CitationQuerySet.for_reader``; False when it was loaded any other way)."""
+        return getattr(self, "source_readable", False) is True
 
     def as_source(self) -> dict:
-        """The same shape as an entry of the websocket ``sources`` event."""
-        return {"n": self.n, **passage_payload(self, document_id=self.document_public_id), "highlight": self.highlight}
+        """The shape of an entry of the websocket ``sources`` event, plus ``available``. An
+        unreadable passage keeps its number only: title ``SOURCE_UNAVAILABLE``, everything
+        else copied from the document empty."""
+        if not self.is_readable:
+            return {
+                "n": self.n,
+                "document": None,
+                "ordinal": None,
+                "title": SOURCE_UNAVAILABLE,
+                "location": "",
+                "page": None,
+                "text": "",
+                "score": None,
+                "highlight": [],
+                "available": False,
+            }
+        passage = passage_payload(self, document_id=self.document_public_id)
+        return {"n": self.n, **passage, "highlight": self.highlight, "available": True}

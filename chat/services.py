@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import (
+    SOURCE_UNAVAILABLE,
     TITLE_MAX_LENGTH,
     Citation,
     Conversation,
@@ -121,8 +122,9 @@ def save_assistant_message(
 
     ``sources`` are numbered 1..n in the order given — the order the model saw them — and
     their text is copied, with ``highlights[i]`` (the evidence sentences of source ``i``,
-    see ``chat.evidence``) when given. A chunk or document deleted since retrieval is cited
-    by its copy alone (the foreign key is left empty). ``evidence``, ``grounding`` and
+    see ``chat.evidence``) when given. A chunk deleted since retrieval is cited by its copy
+    alone (the foreign key is left empty); a document deleted since then leaves only the
+    number, as its deletion would have (``forget_cited_passages``). ``evidence``, ``grounding`` and
     ``finish_reason`` are stored as ``Message`` documents them.
     """
     stats = stats or GenerationStats()
@@ -162,7 +164,7 @@ def _create_citations(message: Message, sources: Sequence[Source], highlights: S
     documents = dict(
         Document.objects.filter(public_id__in=[s.document_id for s in sources]).values_list("public_id", "pk")
     )
-    Citation.objects.bulk_create(
+    citations = [
         Citation(
             message=message,
             n=n,
@@ -178,7 +180,45 @@ def _create_citations(message: Message, sources: Sequence[Source], highlights: S
             highlight=list(highlights[n - 1]) if n <= len(highlights) else [],
         )
         for n, source in enumerate(sources, start=1)
-    )
+    ]
+    for citation in citations:
+        if citation.document_id is None:
+            _blank_passage(citation)
+    Citation.objects.bulk_create(citations)
+    if message.evidence and not any(c.n == message.evidence.get("source") and c.document_id for c in citations):
+        message.evidence = {}
+        message.save(update_fields=["evidence"])
+
+
+# What is erased of a cited passage whose document is deleted: everything copied from it.
+_PASSAGE_COPY = {"title": "", "location": "", "ordinal": None, "page": None, "text": "", "highlight": []}
+
+
+def _blank_passage(citation: Citation) -> None:
+    for name, empty in _PASSAGE_COPY.items():
+        setattr(citation, name, empty)
+
+
+def forget_cited_passages(document: Document) -> int:
+    """Erase what answers copied from ``document``, which is being deleted: its cited passages
+    (title, location, text, highlights) and the evidence quotes taken from them. Citation
+    numbers stay, saying ``SOURCE_UNAVAILABLE``. Nobody may read a deleted document, so
+    nothing of it is kept (a document made private instead keeps its copies, hidden: see
+    ``CitationQuerySet.for_reader``). Returns how many citations were erased.
+
+    Runs from the ``pre_delete`` signal of ``Document`` (``chat.apps``), so every way a
+    document goes (site, API, admin, a deleted owner) erases its copies.
+    """
+    cited = Citation.objects.filter(document=document)
+    quoted = set(cited.values_list("message_id", "n"))
+    if not quoted:
+        return 0
+    answers = Message.objects.filter(pk__in={message_id for message_id, _ in quoted}).exclude(evidence={})
+    quoting = [pk for pk, evidence in answers.values_list("pk", "evidence") if (pk, evidence.get("source")) in quoted]
+    Message.objects.filter(pk__in=quoting).update(evidence={})
+    erased = cited.update(**_PASSAGE_COPY)
+    log.info("erased %d cited passages of deleted document %s", erased, document.public_id)
+    return erased
 
 
 def set_feedback(message: Message, value: str | int, comment: str = "") -> Message:
@@ -210,11 +250,15 @@ def set_feedback(message: Message, value: str | int, comment: str = "") -> Messa
 
 
 def _messages_for_export(conversation: Conversation) -> Iterable[Message]:
-    return conversation.messages.order_by("created", "pk").prefetch_related("citations")
+    # Exports are the owner's: each cited passage as its owner may read it now.
+    return conversation.messages.order_by("created", "pk").with_citations_for(conversation.user)
 
 
 def export_json(conversation: Conversation) -> dict:
-    """The whole conversation as plain JSON-able data (the same shape as the API detail)."""
+    """The whole conversation as plain JSON-able data (the same shape as the API detail).
+
+    Cited passages and evidence quotes appear only while the conversation's owner may read
+    their documents (``CitationQuerySet.for_reader``)."""
     return conversation_as_dict(conversation, _messages_for_export(conversation))
 
 
@@ -230,6 +274,8 @@ def conversation_as_dict(conversation: Conversation, messages: Iterable[Message]
 
 
 def message_as_dict(message: Message) -> dict:
+    """One message as JSON-able data. Load its citations through ``with_citations_for(reader)``:
+    otherwise every cited passage counts as unavailable."""
     data = {
         "id": str(message.public_id),
         "role": message.role,
@@ -242,7 +288,7 @@ def message_as_dict(message: Message) -> dict:
             {
                 "error": message.error,
                 "finish_reason": message.finish_reason,
-                "evidence": message.evidence,
+                "evidence": message.shown_evidence,
                 "grounding": message.grounding,
                 "params": message.params,
                 "stats": message.stats,
@@ -266,7 +312,7 @@ def export_markdown(conversation: Conversation) -> str:
         if message.status != MessageStatus.COMPLETE:
             heading += f" ({message.get_status_display().lower()})"
         lines += [heading, ""]
-        if message.evidence:
+        if message.shown_evidence:
             lines += [f"> {message.evidence['text']} [{message.evidence['source']}]", ""]
         lines += [_grounded_markdown(message) or "_(no text)_", ""]
         if message.error:
@@ -275,6 +321,9 @@ def export_markdown(conversation: Conversation) -> str:
         if citations:
             lines += ["### Sources", ""]
             for citation in citations:
+                if not citation.is_readable:
+                    lines += [f"{citation.n}. _{SOURCE_UNAVAILABLE}_", ""]
+                    continue
                 where = f" — {citation.location}" if citation.location else ""
                 quoted = "\n".join(f"   > {line}" for line in citation.text.splitlines() if line.strip())
                 lines += [f"{citation.n}. **{citation.title}**{where}", quoted, ""]

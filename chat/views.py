@@ -15,7 +15,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import llm, services
 from chat.forms import FeedbackForm, NewConversationForm, RenameForm
-from chat.models import Citation, Conversation, Message, Role
+from chat.models import Conversation, Message, Role
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +85,8 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     conversation = owned_conversation(request.user, public_id)
-    history = conversation.messages.order_by("created", "pk").prefetch_related(
-        Prefetch("citations", queryset=Citation.objects.order_by("n"))
-    )
+    # Each cited passage as this reader may see it now: one query for all the citations.
+    history = conversation.messages.order_by("created", "pk").with_citations_for(request.user)
     pending = request.session.pop(PENDING_QUESTION_KEY, None)
     pending_question = (
         pending["question"]

@@ -1,4 +1,10 @@
-"""Django admin for documents: upload, inspect chunks, see why a file failed, re-index, delete."""
+"""Django admin for documents: upload, inspect chunks, see why a file failed, re-index, delete.
+
+The admin shows a staff member only the documents they may read on the site
+(``Document.objects.visible_to``: their own, shared, their groups'; all of them with
+``documents.read_all_documents``), and Django's model permissions (view / add / change /
+delete document) decide what they may do with those. The staff flag alone opens nothing.
+"""
 
 from __future__ import annotations
 
@@ -87,7 +93,8 @@ class DocumentAdmin(admin.ModelAdmin):
     add_fieldsets = [(None, {"fields": ["file", "title", "owner", "visibility", "groups"]})]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(chunk_total=Count("chunks"))
+        # The same reading rule as the site: another user's private document does not exist here.
+        return super().get_queryset(request).visible_to(request.user).annotate(chunk_total=Count("chunks"))
 
     # Adding uploads a file through the ingestion service; changing edits only the title and who
     # may read the document (the bytes and everything derived from them are read-only).

@@ -10,10 +10,12 @@
 - ``GET /api/v1/documents/?page=N`` — the documents the caller may read, newest first,
   ``PAGE_SIZE`` per page.
 - ``GET /api/v1/documents/<id>/`` — one document.
-- ``DELETE /api/v1/documents/<id>/`` — owner or staff → 204.
+- ``DELETE /api/v1/documents/<id>/`` — the owner, or a holder of ``documents.delete_document``
+  → 204.
 
-A document the caller may not read is a 404 whatever the method, so ids never leak; a
-reader who is not the owner gets 403 on DELETE.
+A document the caller may not read is a 404 whatever the method, so ids never leak; any
+other reader gets 403 on DELETE. ``groups`` names only the groups the caller belongs to
+(the owner and superusers see them all).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def document_json(document: Document, request: HttpRequest, chunk_count: int | N
         "error": document.error,
         "chunk_count": chunk_count,
         "visibility": document.visibility,
-        "groups": sorted(group.name for group in document.groups.all()),
+        "groups": [group.name for group in document.groups_shown_to(request.user)],
         "original_name": document.original_name,
         "mime_type": document.mime_type,
         "size": document.size,
@@ -172,7 +174,7 @@ def document(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if found is None:
         raise ApiError("No such document.", 404)
     if request.method == "DELETE":
-        if not (request.user.is_staff or found.owner_id == request.user.pk):
+        if not found.allows(request.user, "delete"):
             raise ApiError("Only the document's owner or an administrator can delete it.", 403)
         services.delete_document(found)
         return HttpResponse(status=204)

@@ -30,22 +30,33 @@ class Status(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# Reads every document, whoever owns it and whatever its visibility. Superusers hold every
+# permission; the staff flag alone grants nothing here (docs/security.md, "Access rules").
+READ_ALL_DOCUMENTS = "documents.read_all_documents"
+
+
 class DocumentQuerySet(models.QuerySet):
     def visible_to(self, user) -> DocumentQuerySet:
-        """The documents ``user`` may read: own, shared, or shared with one of their groups.
+        """The documents ``user`` may read: their own, those shared with everyone signed in, and
+        those shared with one of their groups; every document for a holder of
+        ``documents.read_all_documents`` (superusers included). Inactive and anonymous users
+        read nothing.
 
-        Staff read everything; anonymous users read nothing. Every listing, page, API call and
-        retrieval goes through this one method.
+        This is the one access rule for reading: every listing, page, API call, search,
+        retrieval, admin list and cited passage goes through it. Group sharing is a subquery,
+        not a join, so each document comes back once and counts annotated on the result
+        stay right.
         """
         if user is None or not user.is_authenticated or not user.is_active:
             return self.none()
-        if user.is_staff:
+        if user.has_perm(READ_ALL_DOCUMENTS):
             return self.all()
+        shared_with_my_groups = Document.groups.through.objects.filter(group__user=user).values("document_id")
         return self.filter(
             Q(owner=user)
             | Q(visibility=Visibility.SHARED)
-            | Q(visibility=Visibility.GROUPS, groups__in=user.groups.all())
-        ).distinct()
+            | Q(visibility=Visibility.GROUPS, pk__in=shared_with_my_groups)
+        )
 
     def for_owner(self, user) -> DocumentQuerySet:
         return self.filter(owner=user)
@@ -77,6 +88,7 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        permissions = [("read_all_documents", "Can read every document, whoever owns it")]
         constraints = [
             # The same bytes uploaded twice by one owner are one document.
             models.UniqueConstraint(fields=["owner", "sha256"], name="document_unique_owner_sha256"),
@@ -110,6 +122,30 @@ class Document(models.Model):
     @property
     def is_busy(self) -> bool:
         return self.status in (Status.PENDING, Status.PROCESSING)
+
+    def allows(self, user, action: str) -> bool:
+        """Whether ``user``, who may read this document, may also ``action`` it ("change":
+        re-index; "delete"): its owner may, and so may a holder of ``documents.<action>_document``
+        (superusers hold every permission). The staff flag alone does not."""
+        return self.owner_id == user.pk or user.has_perm(f"documents.{action}_document")
+
+    def groups_shown_to(self, user) -> list[Group]:
+        """The groups this document is shared with that ``user`` may see named, by name: all of
+        them for its owner and superusers, otherwise only the groups ``user`` belongs to (a
+        reader learns nothing about groups they are not in). Uses prefetched ``groups``."""
+        groups = sorted(self.groups.all(), key=lambda group: group.name)
+        if self.owner_id == user.pk or user.is_superuser:
+            return groups
+        mine = _group_ids(user)
+        return [group for group in groups if group.pk in mine]
+
+
+def _group_ids(user) -> frozenset[int]:
+    """The ids of ``user``'s groups, looked up once per user object (as Django caches
+    permissions), so a page of documents costs one query for them."""
+    if not hasattr(user, "_kb_group_ids"):
+        user._kb_group_ids = frozenset(user.groups.values_list("pk", flat=True))
+    return user._kb_group_ids
 
 
 class DocumentFile(models.Model):

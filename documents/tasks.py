@@ -15,6 +15,10 @@ from documents.models import Chunk, Document, DocumentFile, Status
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_LENGTH = 2000
+# What a failed document says when the cause is the server, not the file. The raw exception
+# (paths, library internals) goes to the worker's log only: owners and readers see ``error``.
+EMBEDDING_FAILED = "the server could not compute this document's passages; an administrator can re-index it"
+UNEXPECTED_FAILURE = "processing failed unexpectedly; an administrator can find the cause in the worker's log"
 
 
 class _Superseded(Exception):
@@ -73,10 +77,10 @@ def ingest_document(document_id: int, generation: int | None = None) -> None:
         _mark_failed(document_id, generation, exc.message)
     except embeddings.EmbeddingModelError as exc:
         log.error("embedding model problem while ingesting document %s: %s", document_id, exc)
-        _mark_failed(document_id, generation, str(exc))
-    except Exception as exc:
+        _mark_failed(document_id, generation, EMBEDDING_FAILED)
+    except Exception:
         log.exception("ingestion of document %s failed", document_id)
-        _mark_failed(document_id, generation, f"processing failed unexpectedly: {type(exc).__name__}: {exc}")
+        _mark_failed(document_id, generation, UNEXPECTED_FAILURE)
 
 
 def _ingest(document_id: int, generation: int, data: bytes, mime_type: str) -> None:

@@ -1,8 +1,8 @@
 """Pages for users: the documents list, upload, a document's page with its chunks, delete, re-index.
 
 Every page reads documents through ``Document.objects.visible_to``: a document the user may
-not read is a 404. Changing one (delete, re-index) also needs its owner or staff: a reader
-who is neither gets a 403.
+not read is a 404. Changing one (delete, re-index) also needs its owner or the model
+permission (``Document.allows``): any other reader gets a 403.
 """
 
 from __future__ import annotations
@@ -36,14 +36,11 @@ def readable_document(user, public_id: uuid.UUID) -> Document:
     return get_object_or_404(documents, public_id=public_id)
 
 
-def can_modify(user, document: Document) -> bool:
-    return user.is_staff or document.owner_id == user.pk
-
-
-def modifiable_document(user, public_id: uuid.UUID) -> Document:
-    """The document ``public_id`` if ``user`` owns it or is staff: 404 for non-readers, 403 for other readers."""
+def modifiable_document(user, public_id: uuid.UUID, action: str) -> Document:
+    """The document ``public_id`` if ``user`` may ``action`` it ("change" or "delete", see
+    ``Document.allows``): 404 for non-readers, 403 for other readers."""
     document = readable_document(user, public_id)
-    if not can_modify(user, document):
+    if not document.allows(user, action):
         raise PermissionDenied("Only the owner of this document or an administrator can change it.")
     return document
 
@@ -111,7 +108,9 @@ def detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "page": page,
         "chunks": page.object_list,
         "chunk_count": page.paginator.count,
-        "can_modify": can_modify(request.user, document),
+        "can_reindex": document.allows(request.user, "change"),
+        "can_delete": document.allows(request.user, "delete"),
+        "groups": document.groups_shown_to(request.user),
     }
     return render(request, "documents/detail.html", context)
 
@@ -163,7 +162,7 @@ def status(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    document = modifiable_document(request.user, public_id)
+    document = modifiable_document(request.user, public_id, "delete")
     if request.method == "POST":
         title = document.title
         services.delete_document(document)
@@ -175,7 +174,7 @@ def delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @require_POST
 @login_required
 def reindex(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    document = modifiable_document(request.user, public_id)
+    document = modifiable_document(request.user, public_id, "change")
     services.reindex_document(document)
     messages.success(request, f"Re-indexing “{document.title}”.")
     return redirect("documents:detail", public_id=document.public_id)

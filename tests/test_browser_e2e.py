@@ -27,7 +27,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from chat.models import Citation, Message
-from tests.chat.factories import answers, make_conversation, make_document, make_passage
+from tests.chat.factories import answers, make_cited_document, make_conversation, make_document, make_passage
 from tests.live import ROOT, WebServer, Worker, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -164,6 +164,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
     # run inside Playwright's event loop). The conversation asked below is newer, so it stays
     # first in the history list.
     lamp = make_passage("Lighthouse keeping", "The lamp", "It flashes green twice every ten seconds.", 0.8)
+    make_cited_document(dana, lamp)  # dana may read it, so its citation keeps its title
     cited = make_conversation(
         dana, exchanges=[("How does the lamp flash?", "Green, twice every ten seconds [1].")], sources=[lamp]
     )

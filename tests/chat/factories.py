@@ -3,12 +3,13 @@ conversations with saved answers and citations."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from types import SimpleNamespace
 
 from chat import services
 from chat.models import Conversation, GenerationStats, Message
-from documents.models import Document, Visibility
+from documents.models import Document, Status, Visibility
 from tests.factories import make_ready_document
 
 # A made-up product, so that the tiny model can only know these facts from the passages.
@@ -43,6 +44,25 @@ def make_passage(title: str, location: str, text: str, score: float) -> SimpleNa
         text=text,
         score=score,
     )
+
+
+def make_cited_document(owner, passage, *, visibility=Visibility.PRIVATE, groups=()) -> Document:
+    """The document a ``make_passage`` passage comes from (its ``document_id``), owned by
+    ``owner``, with no chunks: a citation of the passage shows its copy while the reader may
+    read this document. Make it before the conversation that cites the passage."""
+    document = Document.objects.create(
+        public_id=passage.document_id,
+        owner=owner,
+        title=passage.title,
+        original_name=f"{passage.title}.md",
+        mime_type="text/markdown",
+        size=len(passage.text),
+        sha256=hashlib.sha256(str(passage.document_id).encode()).hexdigest(),
+        visibility=visibility,
+        status=Status.READY,
+    )
+    document.groups.set(groups)
+    return document
 
 
 def make_document(owner, title: str, sections: list[tuple[str, str]], *, visibility=Visibility.PRIVATE) -> Document:

@@ -1,15 +1,17 @@
-"""Staff review saved conversations read-only in the Django admin."""
+"""Reviewers (staff with ``chat.review_conversations``) read saved conversations in the Django admin."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from chat import services
 from chat.models import Conversation, Message
-from tests.chat.factories import answers, make_conversation, make_passage
+from documents.models import Visibility
+from tests.chat.factories import answers, make_cited_document, make_conversation, make_passage
 from tests.conftest import client_for, make_user
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +20,13 @@ PASSAGE = make_passage("Zorblax 3000 manual", "Warranty", "The warranty lasts th
 
 
 @pytest.fixture
-def reviewed(alice, bob):
+def manual(alice):
+    """The document PASSAGE comes from, shared with everyone signed in (reviewers included)."""
+    return make_cited_document(alice, PASSAGE, visibility=Visibility.SHARED)
+
+
+@pytest.fixture
+def reviewed(alice, bob, manual):
     liked = make_conversation(
         alice, title="Warranty question", exchanges=[("How long?", "Three years [1].")], sources=[PASSAGE]
     )
@@ -31,8 +39,11 @@ def reviewed(alice, bob):
 
 @pytest.fixture
 def staff_client(db):
-    """A staff member who is not a superuser and holds no model permissions."""
-    user = make_user("reviewer")
+    """A staff member who is not a superuser and holds only ``chat.review_conversations``,
+    through a group."""
+    reviewers = Group.objects.create(name="reviewers")
+    reviewers.permissions.add(Permission.objects.get(codename="review_conversations"))
+    user = make_user("reviewer", groups=[reviewers])
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     return client_for(user)
@@ -142,7 +153,7 @@ def _grounded_answers(alice) -> tuple[Message, Message]:
     return invented, faithful
 
 
-def test_staff_filter_answers_with_unsupported_sentences(staff_client, alice):
+def test_staff_filter_answers_with_unsupported_sentences(staff_client, alice, manual):
     invented, faithful = _grounded_answers(alice)
     changelist = reverse("admin:chat_message_changelist")
     unsupported = staff_client.get(changelist, {"grounding": "unsupported"})
@@ -151,7 +162,7 @@ def test_staff_filter_answers_with_unsupported_sentences(staff_client, alice):
     assert list(supported.context["cl"].queryset) == [faithful]
 
 
-def test_the_review_page_shows_the_evidence_and_flags_unsupported_sentences(staff_client, alice):
+def test_the_review_page_shows_the_evidence_and_flags_unsupported_sentences(staff_client, alice, manual):
     invented, faithful = _grounded_answers(alice)
     page = staff_client.get(reverse("admin:chat_message_change", args=[invented.pk])).content.decode()
     assert "Five years." in page and "NOT FOUND IN THE SOURCES" in page
@@ -160,7 +171,7 @@ def test_the_review_page_shows_the_evidence_and_flags_unsupported_sentences(staf
     assert "NOT FOUND IN THE SOURCES" not in page
 
 
-def test_the_markdown_export_quotes_the_evidence_and_marks_unsupported_sentences(alice):
+def test_the_markdown_export_quotes_the_evidence_and_marks_unsupported_sentences(alice, manual):
     invented, faithful = _grounded_answers(alice)
     exported = services.export_markdown(invented.conversation)
     assert "Five years. _(not found in the sources)_ It covers the pump [1]." in exported

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from chat.models import Conversation
-from tests.chat.factories import make_conversation, make_passage
+from tests.chat.factories import make_cited_document, make_conversation, make_passage
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +68,7 @@ def test_the_list_can_be_searched_by_message_content(client, alice, alice_token)
 
 
 def test_detail_has_messages_with_citations_stats_and_params(client, alice, alice_token):
+    make_cited_document(alice, PASSAGE)
     conversation = make_conversation(
         alice, title="Holidays", exchanges=[("How many vacation days?", "Twenty-five [1].")], sources=[PASSAGE]
     )
@@ -92,6 +93,7 @@ def test_detail_has_messages_with_citations_stats_and_params(client, alice, alic
             "text": "Employees get twenty-five vacation days.",
             "score": 0.5,
             "highlight": [],
+            "available": True,
         }
     ]
     assert (answer["finish_reason"], answer["evidence"], answer["grounding"]) == ("", {}, [])

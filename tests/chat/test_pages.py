@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from chat import services
 from chat.models import Citation, Conversation, Feedback, Message, MessageStatus
-from tests.chat.factories import answers, make_conversation, make_passage
+from tests.chat.factories import answers, make_cited_document, make_conversation, make_passage
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +21,7 @@ PASSAGE = make_passage("Zorblax 3000 manual", "Descaling", "The Zorblax 3000 mus
 
 @pytest.fixture
 def descaling(alice) -> Conversation:
+    make_cited_document(alice, PASSAGE)
     return make_conversation(
         alice,
         exchanges=[("How often do I descale the Zorblax?", "Every 40 days [1].")],
@@ -105,6 +106,7 @@ def test_conversation_page_shows_messages_citations_and_the_socket(alice_client,
 
 def test_model_and_document_text_is_escaped_in_the_page(alice_client, alice):
     evil = SimpleNamespace(**{**PASSAGE.__dict__, "text": "<img src=x onerror=alert(2)>"})
+    make_cited_document(alice, evil)
     conversation = make_conversation(
         alice, exchanges=[("<script>alert(0)</script>", "<b onmouseover=alert(1)>hi</b>")], sources=[evil]
     )
@@ -208,6 +210,7 @@ def test_json_export_has_messages_citations_stats_and_feedback(alice_client, des
             "text": PASSAGE.text,
             "score": 0.0312,
             "highlight": [],
+            "available": True,
         }
     ]
     assert (answer["feedback"], answer["feedback_comment"]) == ("up", "spot on")
