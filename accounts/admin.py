@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from accounts.forms import AdminSignInForm
 from accounts.models import ApiToken
+
+# The admin's sign-in page shows a lockout (accounts/throttling.py) as the site's does.
+admin.site.login_form = AdminSignInForm
 
 
 @admin.register(ApiToken)

@@ -1,6 +1,6 @@
-"""Account pages: self sign-up (when enabled) and personal API tokens.
+"""Account pages: sign-in, self sign-up (when enabled) and personal API tokens.
 
-Sign in, sign out and password change are Django's own views (see ``accounts/urls.py``).
+Sign out and password change are Django's own views (see ``accounts/urls.py``).
 """
 
 from __future__ import annotations
@@ -11,13 +11,32 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.forms import SignupForm, TokenForm
+from accounts.forms import SignInForm, SignupForm, TokenForm
 from accounts.models import ApiToken
 from accounts.services import create_api_token, revoke_api_token
+
+
+class SignInView(LoginView):
+    """Django's sign-in view with the throttling-aware form (accounts/throttling.py).
+
+    A sign-in refused because of too many failures shows the form again with the reason, as a
+    429 so that scripts and monitoring can tell it from a wrong password.
+    """
+
+    template_name = "accounts/login.html"
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error("__all__", code="locked_out"):
+            response.status_code = 429
+        return response
 
 
 @require_http_methods(["GET", "POST"])

@@ -76,7 +76,10 @@ fi
 case "$role" in
     web)
         remember_role web
-        exec python -m kb_site.serve --proxy-headers \
+        # No --proxy-headers: daphne would take the client's address from the left end of
+        # X-Forwarded-For, which the client writes. Django reads the proxy's headers itself,
+        # and only when TRUST_PROXY_HEADERS is on (docs/security.md).
+        exec python -m kb_site.serve \
             -b "${HOST:-0.0.0.0}" -p "${PORT:-8000}" \
             kb_site.asgi:application "$@"
         ;;

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from kb_site.env import env_bool, env_float, env_int, env_list, env_secret, env_str
@@ -31,13 +33,59 @@ else:
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]"]
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG and SECURE_SSL_REDIRECT)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-if env_bool("BEHIND_TLS_PROXY", False):
+
+# The proxy in front of kb and HTTPS (docs/security.md, "What to configure in front of kb").
+# TRUST_PROXY_HEADERS: a proxy that terminates TLS sets X-Forwarded-Proto and appends the client's
+# address to X-Forwarded-For. Only then are those headers believed (a client can send them
+# too): for request.is_secure() and for the address that sign-in throttling counts
+# (accounts/throttling.py), which is the TRUSTED_PROXY_COUNT-th entry from the right.
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", False)
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
+if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS: browsers reach kb over HTTPS only. Plain HTTP is redirected (the /healthz and /readyz
+# probes are answered by the first middleware, before the redirect), cookies are Secure, and
+# HSTS tells browsers to use HTTPS from then on. Off for `make run` and the tests, whose
+# servers speak plain HTTP on loopback.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+if SECURE_HSTS_PRELOAD and not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    raise ImproperlyConfigured("HSTS_PRELOAD needs HSTS_INCLUDE_SUBDOMAINS=true (browsers' preload lists require it)")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = [
+    # The sign-in forms show a lockout on their own page (accounts/forms.py) instead of
+    # AxesMiddleware's replacement response.
+    "axes.W002",
+]
+# HSTS for every subdomain, and a place on browsers' preload lists, are decisions for the
+# whole domain that are hard to take back: opt-ins, so `check --deploy` need not ask for them.
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# Content-Security-Policy (django-csp; docs/security.md). Every script and style is a file
+# under /static/: nothing inline, no eval. 'self' in connect-src also admits the chat's
+# websocket (ws: or wss: to the same host and port, CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -51,6 +99,8 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "django_htmx",
+    "axes",
+    "csp",
     "accounts",
     "documents",
     "chat",
@@ -62,6 +112,8 @@ MIDDLEWARE = [
     "kb_site.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise: static files need no policy.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,10 +171,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out user name or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "accounts:login"
 SIGNUP_ENABLED = env_bool("SIGNUP_ENABLED", False)
+
+# Sign-in throttling (django-axes; accounts/throttling.py, docs/security.md): after
+# LOGIN_FAILURE_LIMIT failed sign-ins to one user name, or from one client address, within
+# LOGIN_COOLOFF_MINUTES of each other, sign-in for that name or from that address is refused
+# until LOGIN_COOLOFF_MINUTES after the last counted failure. Site and admin alike; API
+# tokens and open sessions are not affected.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each counted on its own
+# Attempts while locked are refused without being counted, so a lock ends when it says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_HANDLER = "accounts.throttling.SignInAttempts"
+AXES_CLIENT_IP_CALLABLE = "accounts.throttling.client_ip"
+AXES_COOLOFF_MESSAGE = (
+    "Too many failed sign-in attempts. Try again in "
+    f"{LOGIN_COOLOFF_MINUTES} minute{'s' if LOGIN_COOLOFF_MINUTES != 1 else ''}."
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

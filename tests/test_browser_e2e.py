@@ -11,6 +11,10 @@ citation buttons are named after their sources.
 A saved answer (made with the factories) shows a sentence the sources do not support flagged
 as such, and links its passage to the document page with the sentence marked. On a phone-sized
 screen the conversation page fits the width.
+
+Every page runs under the site's strict Content-Security-Policy: no page visited (sign-in,
+documents, chat with a streamed answer over the websocket, the passage dialog, API tokens, the
+admin) may break a rule of it, and an inline script is shown to be blocked and reported.
 """
 
 from __future__ import annotations
@@ -84,6 +88,30 @@ new MutationObserver((records) => {
   }
 }).observe(document, {subtree: true, childList: true});
 """
+# Installed before any script of a page runs: reports every Content-Security-Policy violation
+# to the console, where the test collects them across pages (Chromium also logs a "Refused to
+# ..." line of its own, collected as well).
+CSP_RECORDER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"} ` +
+    `at ${event.sourceFile}:${event.lineNumber} on ${document.location.pathname}`);
+});
+"""
+
+
+def watch_csp(page, violations: list[str]) -> None:
+    """Collect the page's Content-Security-Policy violations into ``violations``."""
+    page.add_init_script(CSP_RECORDER)
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text)
+            if "CSP violation" in message.text or "Content Security Policy" in message.text
+            else None
+        ),
+    )
+
+
 ONE_ANNOUNCEMENT = re.compile(r"Answer complete\.( \d+ sentences? (was|were) not found in the sources\.)?")
 # The saved answer with a flagged sentence, and the phone check's long words.
 VAULT_TITLE = "Harbour_vault_night_shift_operating_procedures_revision_2026_final_approved.pdf"
@@ -171,6 +199,8 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
     vault, vault_document = make_vault_conversation(dana)
     upload = tmp_path / "lighthouse.md"
     upload.write_text(DOCUMENT)
+    User.objects.create_superuser("root", password=PASSWORD)
+    csp_violations: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -178,6 +208,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             page.set_default_timeout(120_000)
             page.add_init_script(A11Y_RECORDER)
             page.add_init_script(EVIDENCE_RECORDER)
+            watch_csp(page, csp_violations)
 
             # Sign in.
             page.goto(f"{live_site.url}/")
@@ -326,6 +357,7 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             # folds away behind a button.
             phone = browser.new_page(viewport=PHONE, storage_state=page.context.storage_state())
             phone.set_default_timeout(60_000)
+            watch_csp(phone, csp_violations)
             phone.goto(vault_url)
             expect(phone.locator("article.msg-assistant .unsupported-label")).to_be_visible()
             assert phone.evaluate(NO_SIDEWAYS_SCROLL), phone.evaluate("document.documentElement.scrollWidth")
@@ -356,5 +388,46 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             assert live_quote_first, "the quote is not above the answer"
             assert len(live_quote_texts) == 1 and "green" in live_quote_texts[0].lower(), live_quote_texts
             assert live_marks and any("green" in mark.lower() for mark in live_marks), live_marks
+
+            # API tokens: revoking asks first (site.js; no inline handler under the policy).
+            page.goto(live_site.url + reverse("accounts:tokens"))
+            page.fill("input[name=name]", "e2e script")
+            page.click("form button[type=submit].primary")
+            expect(page.locator("#new-token")).to_be_visible()
+            revoke = page.get_by_role("button", name="Revoke")
+            page.once("dialog", lambda dialog: dialog.dismiss())
+            revoke.click()
+            expect(revoke).to_be_visible()
+            page.once("dialog", lambda dialog: dialog.accept())
+            revoke.click()
+            expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+
+            # The admin works under the same policy: sign in, the index, a list, an add form.
+            admin = browser.new_page()
+            admin.set_default_timeout(60_000)
+            watch_csp(admin, csp_violations)
+            admin.goto(live_site.url + reverse("admin:login"))
+            admin.fill("input[name=username]", "root")
+            admin.fill("input[name=password]", PASSWORD)
+            admin.click("input[type=submit]")
+            expect(admin.locator("#site-name")).to_be_visible()
+            expect(admin).to_have_url(live_site.url + reverse("admin:index"))
+            admin.goto(live_site.url + reverse("admin:chat_conversation_changelist"))
+            expect(admin.locator("#changelist")).to_be_visible()
+            admin.goto(live_site.url + reverse("admin:documents_document_add"))
+            expect(admin.locator("input[type=file]")).to_be_visible()
+
+            # No page broke a rule of the policy; and the recorder does hear one that does.
+            assert csp_violations == [], csp_violations
+            page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.kbInlineRan = true'; document.head.appendChild(s); }"
+            )
+            assert page.evaluate("window.kbInlineRan === undefined"), "an inline script ran"
+            for _ in range(100):  # console messages arrive asynchronously
+                if csp_violations:
+                    break
+                page.wait_for_timeout(100)
+            assert any("script-src" in line for line in csp_violations), csp_violations
         finally:
             browser.close()

@@ -35,12 +35,7 @@
     return node;
   }
 
-  // Confirmation for destructive forms (delete conversation).
-  document.querySelectorAll("form[data-confirm]").forEach((form) => {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
+  // Forms with data-confirm (delete conversation) ask first: static/kb/site.js.
 
   // Enter sends, Shift+Enter starts a new line: the start page's question box and the
   // conversation's composer alike.

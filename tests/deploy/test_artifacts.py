@@ -422,7 +422,7 @@ def test_the_load_balancer_keeps_websockets_open_for_an_hour(rendered, objects):
     )
     assert service["spec"]["selector"] == objects[("Deployment", "web")]["spec"]["selector"]["matchLabels"]
     settings = plain[("ConfigMap", "kb-config")]["data"]
-    assert settings["SECURE_COOKIES"] == "false" and settings["ALLOWED_HOSTS"] == ".elb.amazonaws.com"
+    assert settings["HTTPS"] == "false" and settings["ALLOWED_HOSTS"] == ".elb.amazonaws.com"
 
 
 def test_checkov_finds_no_unsuppressed_problem_in_the_manifests():
