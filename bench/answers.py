@@ -299,7 +299,7 @@ def check_sentences(sentences: Sequence[str], sources: Sequence[dict]) -> list[b
     """
     from chat import grounding
 
-    pairs = [(source["n"], source["text"]) for source in sources]
+    pairs = [(source["n"], source["text"], source.get("title", "")) for source in sources]
     verdicts = []
     for sentence in sentences:
         checked = grounding.check(sentence, pairs)

@@ -16,7 +16,9 @@ Steps:
 1. **Retrieve** only what ``user`` may read. A follow-up ("And what is its hub height?") is
    searched together with the previous question (``retrieval_query``): no extra model call.
    ``FOLLOWUP_REWRITE=llm`` asks the model to rewrite it into a standalone question instead.
-   Nothing relevant: the honest not-found answer is saved without calling the model.
+   Nothing relevant — no passage above the relevance floor, or the question names something
+   (a name, code or number) that no passage mentions — the honest not-found answer is saved
+   without calling the model.
 2. **Fewer, better passages**: passages scoring below ``ANSWER_RELATIVE_SCORE`` × the best
    one's are left out (of the prompt and of the sources shown).
 3. **Evidence** (``chat.evidence``): the best sentence of each passage is highlighted in
@@ -146,7 +148,7 @@ class _Answer:
         return self.saving
 
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
-        pairs = [(n, str(source.text)) for n, source in enumerate(self.sources, start=1)]
+        pairs = [(n, str(source.text), str(source.title)) for n, source in enumerate(self.sources, start=1)]
         checked = await embeddings.arun(grounding.check, self.text, pairs) if pairs and self.text else None
         if checked is None:
             return await self.save(status=status), None
@@ -174,6 +176,9 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
         query = await _rewrite(question.content, previous, params) or retrieval_query(question.content, previous)
         hits, vector = await search(user, query)
         hits = keep_relevant(hits)
+        if hits and (missing := evidence.missing_facts(question.content, hits)):
+            log.info("no passage mentions %d of the question's names, codes or numbers", len(missing))
+            hits = []
         if not hits:
             # Nothing in the knowledge base is relevant: say so honestly, without the model.
             await emit(protocol.sources([]))

@@ -1,7 +1,9 @@
 """The grounding check: which sentences of an answer do the sources support?
 
-Contract: ``check(answer, sources)`` takes the answer text and the sources as ``(n, text)``
-pairs (``n`` being the number the answer cites as ``[n]``) and returns a ``Grounded``:
+Contract: ``check(answer, sources)`` takes the answer text and the sources as ``(n, text)`` or
+``(n, text, title)`` (``n`` being the number the answer cites as ``[n]``; a fact found in the
+title of a statement's source counts as found: "the WX-7" need not be repeated in every
+sentence of the WX-7's manual) and returns a ``Grounded``:
 
 - ``sentences``: one ``{"text", "supported", "sources"}`` per sentence of the answer, in order;
   ``sources`` lists the ``n`` of the sources that back the sentence (empty when none does, or
@@ -13,13 +15,16 @@ The rule, for each sentence (citation markers set aside):
 1. The not-found answer, and sentences with nothing to check (no fact and fewer than
    ``MIN_CONTENT_WORDS`` content words: "Sure.", "Here is what I found:"), are supported,
    with no sources.
-2. **Facts must occur.** Every number (number words count as digits), code and name in the
-   sentence (``chat.sentences.facts``) must occur in one source — the same one — or the
-   sentence is unsupported: this is what catches a wrong date, amount or code.
-3. **Meaning must match.** Among that source's sentences, one must be close to the sentence:
-   cosine similarity of their MiniLM embeddings at least ``MIN_SIMILARITY``, or at least
-   ``MIN_OVERLAP`` of the sentence's content words found in it. This catches statements the
-   sources never make even when their words are all there somewhere.
+2. **Find what the sentence is about**: the source statement (a sentence, or a sentence with
+   the one before it when it opens with "It", "Its"...) that matches it best — by the share of
+   its content words found there, and by MiniLM embedding similarity.
+3. **That statement must say it.** It must hold every number (number words count as
+   digits), code and name of the sentence (``chat.sentences.facts``), and be close enough:
+   cosine similarity at least ``MIN_SIMILARITY``, or ``MIN_OVERLAP`` of the sentence's content
+   words. Statements scoring within ``MARGIN`` of the best count too. So a wrong value is
+   caught even when it occurs elsewhere in the sources ("the revised budget is 44.9 million"
+   when 44.9 million was the *original* budget), and so is a statement the sources never
+   make although its words are all there somewhere.
 
 The thresholds were tuned on the answer benchmark's planted wrong facts and paraphrases
 (``make bench PART=answers``, docs/benchmarks.md). Embeds through ``documents.embeddings``
@@ -34,14 +39,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from chat import sentences
-from chat.evidence import Embed, overlap, word_weights
+from chat.evidence import REFERRING, Embed, overlap, word_weights
 from chat.prompting import NOT_FOUND_ANSWER
 from documents import embeddings
 
 MIN_SIMILARITY = 0.62
 MIN_OVERLAP = 0.75
 MIN_CONTENT_WORDS = 2
-# Source sentences per answer sentence compared by embedding: the ones sharing most words.
+MARGIN = 0.05
+LEXICAL_WEIGHT = 0.5
+# Statements per answer sentence compared by embedding: the ones sharing most words.
 COMPARED = 6
 _NOT_FOUND = sentences.normalised(NOT_FOUND_ANSWER)
 
@@ -57,46 +64,43 @@ class Grounded:
 
 
 @dataclass
-class _SourceSentence:
+class _Statement:
     n: int
     text: str
     words: set[str]
+    normalised: str
 
 
-def check(answer: str, sources: Sequence[tuple[int, str]], embed: Embed = embeddings.embed_texts) -> Grounded:
+@dataclass
+class _Claim:
+    index: int
+    text: str
+    facts: list[str]
+    compared: list[tuple[float, _Statement]]  # (word overlap, statement)
+
+
+def check(answer: str, sources: Sequence[tuple], embed: Embed = embeddings.embed_texts) -> Grounded:
     """Check every sentence of ``answer`` against ``sources`` (see the module doc)."""
-    normalised_sources = {n: sentences.normalised(text) for n, text in sources}
     pool = [
-        _SourceSentence(n, span.text, sentences.content_words(span.text))
-        for n, text in sources
-        for span in sentences.split(text)
+        _Statement(n, span.text, sentences.content_words(span.text), sentences.normalised(f"{title}\n{span.text}"))
+        for n, text, title in ((source[0], source[1], source[2] if len(source) > 2 else "") for source in sources)
+        for span in statements(text)
     ]
     spans = sentences.split(answer)
     verdicts: list[tuple[bool, list[int]]] = []
-    pending: list[tuple[int, str, list[_SourceSentence]]] = []  # (verdict index, sentence, compared)
+    claims: list[_Claim] = []
     for index, span in enumerate(spans):
         plain = sentences.strip_citations(span.text)
         facts = sentences.facts(plain)
         words = sentences.content_words(plain)
+        verdicts.append((True, []))
         if _NOT_FOUND in sentences.normalised(plain) or (not facts and len(words) < MIN_CONTENT_WORDS):
-            verdicts.append((True, []))
-            continue
-        holders = [n for n, text in normalised_sources.items() if all(f" {fact} " in text for fact in facts)]
-        if not holders:
-            verdicts.append((False, []))
             continue
         weights = word_weights(plain, [s.words for s in pool])
-        candidates = [s for s in pool if s.n in holders]
-        by_words = [(overlap(weights, s.words), s) for s in candidates]
-        matched = sorted({s.n for share, s in by_words if share >= MIN_OVERLAP})
-        if matched:
-            verdicts.append((True, matched))
-            continue
-        compared = [s for _, s in sorted(by_words, key=lambda pair: -pair[0])[:COMPARED]]
-        verdicts.append((False, []))
-        pending.append((index, plain, compared))
-    if pending:
-        _compare_meaning(pending, verdicts, embed)
+        ranked = sorted(((overlap(weights, s.words), s) for s in pool), key=lambda pair: -pair[0])
+        claims.append(_Claim(index, plain, facts, ranked[:COMPARED]))
+    if claims:
+        _judge(claims, verdicts, embed)
     checked = [
         {"text": span.text, "supported": supported, "sources": cited}
         for span, (supported, cited) in zip(spans, verdicts, strict=True)
@@ -104,15 +108,39 @@ def check(answer: str, sources: Sequence[tuple[int, str]], embed: Embed = embedd
     return Grounded(content=_add_citations(answer, spans, checked), sentences=_with_citations(checked))
 
 
-def _compare_meaning(
-    pending: list[tuple[int, str, list[_SourceSentence]]], verdicts: list[tuple[bool, list[int]]], embed: Embed
-) -> None:
-    """Settle the sentences that words alone did not support, by embedding similarity."""
-    texts = list(dict.fromkeys([plain for _, plain, _ in pending] + [s.text for *_, group in pending for s in group]))
+def statements(text: str) -> list[sentences.Span]:
+    """The sentences of a source, each sentence that opens by referring back ("Its code is…")
+    together with the one before it."""
+    spans = sentences.split(text)
+    joined = []
+    for index, span in enumerate(spans):
+        if index and sentences.words(span.text)[:1] and sentences.words(span.text)[0].lower() in REFERRING:
+            previous = spans[index - 1]
+            span = sentences.Span(text[previous.start : span.end], previous.start, span.end)
+        joined.append(span)
+    return joined
+
+
+def _judge(claims: list[_Claim], verdicts: list[tuple[bool, list[int]]], embed: Embed) -> None:
+    """Settle each claim against its best-matching statements (see the module doc)."""
+    texts = list(dict.fromkeys([c.text for c in claims] + [s.text for c in claims for _, s in c.compared]))
     vectors = dict(zip(texts, embed(texts), strict=True))
-    for index, plain, compared in pending:
-        matched = sorted({s.n for s in compared if float(np.dot(vectors[plain], vectors[s.text])) >= MIN_SIMILARITY})
-        verdicts[index] = (bool(matched), matched)
+    for claim in claims:
+        scored = []
+        for share, statement in claim.compared:
+            similarity = float(np.dot(vectors[claim.text], vectors[statement.text]))
+            scored.append((similarity + LEXICAL_WEIGHT * share, similarity, share, statement))
+        best = max(score for score, *_ in scored) if scored else 0.0
+        backing = sorted(
+            {
+                statement.n
+                for score, similarity, share, statement in scored
+                if score >= best - MARGIN
+                and (similarity >= MIN_SIMILARITY or share >= MIN_OVERLAP)
+                and all(f" {fact} " in statement.normalised for fact in claim.facts)
+            }
+        )
+        verdicts[claim.index] = (bool(backing), backing)
 
 
 def _citation_for(sentence: dict) -> str:

@@ -87,9 +87,14 @@ def split(text: str) -> list[Span]:
                     start = end
             i = end
             continue
-        if char == "\n" and _line_break_ends_sentence(text, start, i):
-            _add(spans, text, start, i)
-            start = i + 1
+        if char == "\n":
+            if first < start:
+                first = _first(text, start, i)
+            if first == i:  # only white space so far: the sentence has not begun
+                start = i + 1
+            elif _line_break_ends_sentence(text, start, first, i):
+                _add(spans, text, start, i)
+                start = i + 1
         i += 1
     _add(spans, text, start, length)
     return spans
@@ -131,8 +136,10 @@ def _ends_sentence(text: str, first: int, terminal: int, end: int) -> bool:
     return not (following < len(text) and text[following].islower() and len(word) <= 4)
 
 
-def _line_break_ends_sentence(text: str, start: int, newline: int) -> bool:
-    line_start = text.rfind("\n", start, newline) + 1
+def _line_break_ends_sentence(text: str, start: int, first: int, newline: int) -> bool:
+    """Whether the line break at ``newline`` ends the sentence that began at ``start`` (its first
+    character at ``first``)."""
+    line_start = text.rfind("\n", 0, newline) + 1  # scans back over this one line only
     line = text[max(line_start, start) : newline].strip()
     if not line:
         return False  # nothing since the last break: the blank line itself is not a sentence
@@ -145,8 +152,15 @@ def _line_break_ends_sentence(text: str, start: int, newline: int) -> bool:
         return True  # a blank line ends a paragraph
     if _LIST_ITEM.match(next_line):
         return True
-    # A short line with no final punctuation followed by a capitalised line is a heading.
-    return len(line) <= _HEADING_MAX_CHARS and line[-1] not in _TERMINALS + ",;:" and next_line.lstrip()[:1].isupper()
+    # A short line of its own (not the tail of a line where a sentence ended), with no final
+    # punctuation, followed by a capitalised line, is a heading.
+    return (
+        first >= line_start
+        and len(line) <= _HEADING_MAX_CHARS
+        and not text[line_start:first].strip()  # the sentence is the whole line
+        and line[-1] not in _TERMINALS + ",;:"
+        and next_line.lstrip()[:1].isupper()
+    )
 
 
 def strip_citations(text: str) -> str:
@@ -181,7 +195,14 @@ def stem(word: str) -> str:
 
 def content_words(text: str) -> set[str]:
     """Meaningful words of ``text``, lower-cased and stemmed (see the module doc)."""
-    return {stem(word) for word in words(strip_citations(text)) if word.lower() not in STOP_WORDS}
+    found = set()
+    for word in words(strip_citations(text)):
+        if word.lower() in STOP_WORDS:
+            continue
+        found.add(stem(word))
+        if "-" in word and not any(c.isdigit() for c in word):  # "cut-out" also counts as "cut", "out"
+            found.update(stem(part) for part in word.split("-") if part.lower() not in STOP_WORDS)
+    return found
 
 
 def normalised(text: str) -> str:
@@ -189,12 +210,16 @@ def normalised(text: str) -> str:
     separators dropped, single spaces."""
     tokens = []
     for word in words(text):
-        lowered = word.lower()
+        lowered = _without_possessive(word.lower())
         lowered = _NUMBER_WORDS.get(lowered, lowered)
         if _is_number(lowered):
             lowered = lowered.replace(",", "")
         tokens.append(lowered)
     return " " + " ".join(tokens) + " "
+
+
+def _without_possessive(word: str) -> str:
+    return word[:-2] if word.endswith(("'s", "’s")) else word
 
 
 def _is_number(token: str) -> bool:
@@ -208,7 +233,7 @@ def facts(text: str) -> list[str]:
     marker = _LIST_ITEM.match(text)
     tokens = words(text[marker.end() :] if marker else text)
     for index, word in enumerate(tokens):
-        lowered = word.lower()
+        lowered = _without_possessive(word.lower())
         if lowered in _NUMBER_WORDS and lowered not in ("one", "zero"):
             found.append(_NUMBER_WORDS[lowered])
         elif _is_number(lowered):

@@ -125,7 +125,7 @@ class LoopingEngine:
     def count_prompt_tokens(self, messages):
         return sum(len(m["content"].split()) for m in messages)
 
-    def stream(self, messages, params, *, on_queue_position=None, stats=None):
+    def stream(self, messages, params, *, stats=None, **queueing):
         engine = self
 
         class Stream:
@@ -208,3 +208,38 @@ async def test_with_llm_rewrite_a_follow_up_is_searched_as_the_model_rewrote_it(
     assert query.strip() and query != answering.retrieval_query(
         "And how long does it take?", "How often must the Zorblax 3000 be descaled?"
     )
+
+
+def test_names_codes_and_numbers_no_passage_mentions_are_reported():
+    passages = [
+        SimpleNamespace(title="Port of Zerelda: Vault Handbook", text="The Zerelda vault code is HARBOR999CB7.")
+    ]
+    assert evidence.missing_facts("What is the access code for the Bellhaven vault?", passages) == ["bellhaven"]
+    assert evidence.missing_facts("What was the revenue in Q1?", passages) == ["q1"]
+    assert evidence.missing_facts("What is the code of the Zerelda vault?", passages) == []
+
+
+async def test_a_question_about_something_no_passage_names_gets_not_found_without_the_model(
+    conversation_with_alice, zorblax_manual, monkeypatch
+):
+    async def no_engine():
+        raise AssertionError("the model must not be called")
+
+    monkeypatch.setattr(llm, "aget_engine", no_engine)
+    conversation, alice = conversation_with_alice
+    question = await database_sync_to_async(services.append_user_message)(
+        conversation, "How often must the Zorblax 9000 be descaled?"
+    )
+    events = []
+
+    async def emit(event):
+        events.append(event)
+
+    message = await answering.answer(question, llm.GenerationParams(), user=alice, emit=emit)
+    assert [e["type"] for e in events] == ["sources", "token", "done"]
+    assert events[0]["sources"] == [] and message.content == answering.prompting.NOT_FOUND_ANSWER
+
+
+@pytest.fixture
+def conversation_with_alice(alice):
+    return services.create_conversation(alice), alice

@@ -75,3 +75,35 @@ def test_supported_sentences_citing_nothing_get_their_citation_and_others_are_le
 def test_an_answer_without_sentences_checks_nothing():
     assert grounding.check("", SOURCES).sentences == []
     assert grounding.check("   ", SOURCES).content == "   "
+
+
+def test_a_value_the_sources_give_for_something_else_is_unsupported():
+    sources = [
+        (
+            1,
+            "The original budget of 44.9 million euros was raised in March. "
+            "The revised budget of the project is 48.6 million euros.",
+        )
+    ]
+    check = grounding.check("The revised budget of the project is 44.9 million euros.", sources)
+    assert check.sentences == [
+        {"text": "The revised budget of the project is 44.9 million euros.", "supported": False, "sources": []}
+    ]
+    assert grounding.check("The revised budget is 48.6 million euros.", sources).sentences[0]["supported"]
+
+
+def test_a_name_in_the_sources_title_counts_and_a_sentence_referring_back_keeps_its_subject():
+    sources = [
+        (
+            1,
+            "Above a cut-out wind speed of 27 m/s the rotor stops. The Zerelda vault holds fuel cards. "
+            "Its access code is HARBOR999CB7.",
+            "Windmere WX-7: Technical Specification",
+        )
+    ]
+    assert verdicts_for("The Zerelda vault's access code is HARBOR999CB7.", sources) == [(True, [1])]
+    assert verdicts_for("The rotor of the WX-7 stops above 27 m/s.", sources) == [(True, [1])]
+
+
+def verdicts_for(answer: str, sources) -> list[tuple[bool, list[int]]]:
+    return [(s["supported"], s["sources"]) for s in grounding.check(answer, sources).sentences]

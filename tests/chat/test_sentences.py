@@ -62,6 +62,11 @@ def test_list_items_and_headings_are_sentences_but_wrapped_lines_are_not():
     ]
 
 
+def test_a_short_line_ending_a_longer_line_is_not_a_heading():
+    text = "It holds fuel cards. Its access code is\nHARBOR999CB7, and it changes yearly."
+    assert texts(text) == ["It holds fuel cards.", "Its access code is\nHARBOR999CB7, and it changes yearly."]
+
+
 def test_blank_lines_end_a_paragraph_and_empty_text_has_no_sentences():
     assert texts("First paragraph without a dot\n\nSecond one") == ["First paragraph without a dot", "Second one"]
     assert texts("") == [] and texts("  \n\n ... ") == []
@@ -105,8 +110,18 @@ def test_content_words_drop_stop_words_and_stem():
         "'1. a ' * 400_000",
         "'A\\nB\\n' * 400_000",
         "'x.' * 1_000_000 + ' '",
+        "' ' * 1_000_000 + 'word\\n' + 'A\\n' * 200_000",
+        "'   \\n' * 300_000",
     ],
-    ids=["abbreviations", "space-then-abbreviations", "list-numbers", "short-lines", "dots"],
+    ids=[
+        "abbreviations",
+        "space-then-abbreviations",
+        "list-numbers",
+        "short-lines",
+        "dots",
+        "spaces-then-lines",
+        "blank",
+    ],
 )
 def test_splitting_is_linear_on_adversarial_text(adversarial):
     """Each input is 1–2 M characters: linear splitting takes seconds, a quadratic one hours.
