@@ -15,7 +15,7 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.services import bearer_token, user_for_token
+from accounts.services import bearer_token, token_for
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -29,14 +29,17 @@ class TokenAuthMiddleware(BaseMiddleware):
     """Replace ``scope["user"]`` with the token's owner when an Authorization header is sent.
 
     A wrong token yields AnonymousUser (the consumer then refuses the socket), never a
-    fallback to the session.
+    fallback to the session. ``scope["auth_method"]`` says which was used (``"token"`` or
+    ``"session"``) and ``scope["api_token_id"]`` names the token, so that a long-lived socket
+    can check later that it has not been revoked (``accounts.services.signed_in_user``).
     """
 
     async def __call__(self, scope, receive, send):
         header = _header(scope, b"authorization")
         if header is not None:
-            user = await database_sync_to_async(user_for_token)(bearer_token(header) or "")
-            scope = dict(scope, user=user or AnonymousUser(), auth_method="token")
+            token = await database_sync_to_async(token_for)(bearer_token(header) or "")
+            user = token.user if token is not None else AnonymousUser()
+            scope = dict(scope, user=user, auth_method="token", api_token_id=token.pk if token else None)
         else:
             scope = dict(scope, auth_method="session")
         return await super().__call__(scope, receive, send)

@@ -118,6 +118,7 @@ class _Answer:
 
     conversation: Conversation
     params: llm.GenerationParams
+    owner: int | None = None  # who asked: their turn in the model's round-robin queue
     pieces: list[str] = field(default_factory=list)
     sources: list = field(default_factory=list)
     highlights: list[list[dict]] = field(default_factory=list)
@@ -170,10 +171,11 @@ class _Answer:
 
 async def answer(question: Message, params: llm.GenerationParams, *, user, emit: Emit) -> Message | None:
     """Answer ``question``; see the module docstring for the events and guarantees."""
-    state = _Answer(conversation=question.conversation, params=params)
+    state = _Answer(conversation=question.conversation, params=params, owner=user.pk)
     try:
         history, previous = await _history_and_previous(question)
-        query = await _rewrite(question.content, previous, params) or retrieval_query(question.content, previous)
+        rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
+        query = rewritten or retrieval_query(question.content, previous)
         hits, vector = await search(user, query)
         hits = keep_relevant(hits)
         if hits and (missing := evidence.missing_facts(question.content, hits)):
@@ -234,7 +236,7 @@ async def _generate(
         await emit(protocol.queued(position))
 
     async with engine.stream(
-        plan.messages, state.params, on_queue_position=on_queue_position, stats=state.engine_stats
+        plan.messages, state.params, owner=state.owner, on_queue_position=on_queue_position, stats=state.engine_stats
     ) as stream:
         streamed = ""
         async for piece in stream:
@@ -247,7 +249,7 @@ async def _generate(
                 break  # leaving the stream stops generation at once
 
 
-async def _rewrite(question: str, previous: str | None, params: llm.GenerationParams) -> str | None:
+async def _rewrite(question: str, previous: str | None, params: llm.GenerationParams, *, owner=None) -> str | None:
     """``FOLLOWUP_REWRITE=llm``: the model's standalone version of a follow-up, or None."""
     if settings.FOLLOWUP_REWRITE != "llm" or not previous or not is_follow_up(question):
         return None
@@ -258,7 +260,7 @@ async def _rewrite(question: str, previous: str | None, params: llm.GenerationPa
     rewrite_params = llm.GenerationParams(mode="greedy", max_tokens=min(REWRITE_MAX_TOKENS, params.max_tokens))
     try:
         engine = await llm.aget_engine()
-        async with engine.stream(messages, rewrite_params) as stream:
+        async with engine.stream(messages, rewrite_params, owner=owner) as stream:
             rewritten = "".join([piece async for piece in stream]).strip().splitlines()
     except llm.LLMError as exc:
         log.warning("follow-up rewrite failed, searching with context instead: %s", exc.message)

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 from chat.models import GenerationStats, Message
 
-CLOSE_NOT_SIGNED_IN = 4401
-CLOSE_NOT_FOUND = 4404
+# Close codes (a refused socket is accepted, then closed with one, so that a browser can read it).
+CLOSE_NOT_SIGNED_IN = 4401  # not signed in, or the sign-in ended while the socket was open
+CLOSE_NOT_FOUND = 4404  # no such conversation for this user
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER chat sockets open already
 MAX_FRAME_CHARS = 64 * 1024
 CLIENT_TYPES = ("ask", "stop", "regenerate")
 

@@ -273,6 +273,13 @@ FOLLOWUP_REWRITE = env_str("FOLLOWUP_REWRITE", "context")
 if FOLLOWUP_REWRITE not in ("context", "llm"):
     raise ImproperlyConfigured(f"FOLLOWUP_REWRITE must be 'context' or 'llm', got {FOLLOWUP_REWRITE!r}")
 
+# Chat websockets (chat/consumers.py), per user and per server process: open sockets, and
+# questions waiting for the model or being answered. An open socket checks every
+# CHAT_SOCKET_RECHECK_SECONDS that its session or token still signs its user in.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 8, minimum=1)
+CHAT_MAX_PENDING_PER_USER = env_int("CHAT_MAX_PENDING_PER_USER", 2, minimum=1)
+CHAT_SOCKET_RECHECK_SECONDS = env_int("CHAT_SOCKET_RECHECK_SECONDS", 60, minimum=1)
+
 # Background work: django-q2 with its ORM broker (Postgres). No Redis.
 Q_CLUSTER = {
     "name": "kb",

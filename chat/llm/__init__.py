@@ -8,7 +8,7 @@ settings:
   as ``python -m llama_cpp.server``, streamed over HTTP.
 
 The other modules: ``errors`` (what is raised), ``params`` (generation settings, importable
-without loading a backend), ``queue`` (fair FIFO admission to the model) and ``chat_format``
+without loading a backend), ``queue`` (fair admission to the model: round-robin across users) and ``chat_format``
 (chat templates and token counting).
 
 ``get_engine()`` returns the process-wide ``Engine`` for the current settings, loading the model

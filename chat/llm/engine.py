@@ -5,15 +5,18 @@ own tokenizer; the latter applies the chat template stored in the GGUF, generati
 included, and equals the number of tokens the model is fed for those messages (the remote
 backend without a local GGUF estimates instead, erring high: see ``chat_format``).
 
-``Engine.stream(messages, params, on_queue_position=..., stats=...)`` returns a ``Generation``:
+``Engine.stream(messages, params, owner=..., on_queue_position=..., stats=...)`` returns a
+``Generation``:
 an async iterator of text pieces (also an async context manager, with ``aclose()``). Every error
 surfaces while iterating, never at the call:
 
 - ``PromptTooLong`` when prompt tokens + ``params.max_tokens`` exceed ``Engine.context_size``;
 - ``LLMUnavailable`` when the backend fails (server unreachable, HTTP error, llama.cpp error).
 
-One generation runs at a time per engine. Callers wait in a fair FIFO queue on the event loop
-(``chat.llm.queue``); ``on_queue_position(n)`` (async) is awaited each time a waiting caller's
+One generation runs at a time per engine. Callers wait in a fair queue on the event loop
+(``chat.llm.queue``): round-robin across owners, first come, first served within one. ``owner``
+says whom the request is for (the asking user's primary key); requests without one share one
+anonymous lane. ``on_queue_position(n)`` (async) is awaited each time a waiting caller's
 position changes (1 = next). Closing the iterator (``aclose()``, leaving ``async with``) or
 cancelling the task that iterates stops generation within a token or two and hands the model to
 the next waiter.
@@ -44,7 +47,7 @@ from typing import Any
 
 from chat.llm.errors import LLMUnavailable, PromptTooLong
 from chat.llm.params import GenerationParams
-from chat.llm.queue import FairSlot, Lease, QueueCallback
+from chat.llm.queue import FairSlot, Lease, Owner, QueueCallback
 
 log = logging.getLogger("chat.llm")  # one logger for the whole package: operators filter on it
 
@@ -144,17 +147,19 @@ class Engine:
         messages: Messages,
         params: GenerationParams,
         *,
+        owner: Owner = None,
         on_queue_position: QueueCallback | None = None,
         stats: dict[str, Any] | None = None,
     ) -> Generation:
         """Generate an answer to ``messages``; see the module docstring for the contract."""
         stats = {} if stats is None else stats
-        return Generation(self._run(messages, params, on_queue_position, stats), stats)
+        return Generation(self._run(messages, params, owner, on_queue_position, stats), stats)
 
     async def _run(
         self,
         messages: Messages,
         params: GenerationParams,
+        owner: Owner,
         on_queue_position: QueueCallback | None,
         stats: dict[str, Any],
     ) -> AsyncIterator[str]:
@@ -178,7 +183,7 @@ class Engine:
             stats["prompt_tokens"] = prepared.prompt_tokens
             self.check_fits(prepared.prompt_tokens, params.max_tokens)
             waited = time.perf_counter()
-            lease = await self._slot.acquire(on_queue_position)
+            lease = await self._slot.acquire(on_queue_position, owner=owner)
             started = time.perf_counter()
             stats["queue_ms"] = round((started - waited) * 1000)
             # aclosing: leaving this loop early must stop the backend at once, not when GC runs.

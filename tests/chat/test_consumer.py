@@ -7,83 +7,33 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from chat import prompting, sentences, services
-from chat.models import Citation, Conversation, Message, MessageStatus, Role
+from chat.models import Citation, Conversation, MessageStatus, Role
 from chat.protocol import CLOSE_NOT_FOUND, CLOSE_NOT_SIGNED_IN
-from kb_site.asgi import application
 from tests.chat.factories import make_conversation
+from tests.chat.sockets import (
+    OFF_TOPIC,
+    ON_TOPIC,
+    ORIGIN,
+    SLOW,
+    close_code,
+    events_until_end,
+    login_headers,
+    messages_of,
+    of_type,
+    open_socket,
+    session_headers,
+    socket_for,
+    token_headers,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = b"http://testserver"
-ON_TOPIC = "How often must the Zorblax 3000 be descaled?"
-OFF_TOPIC = "Who painted the ceiling of the Sistine Chapel?"
-# Generous: the first test to run loads MiniLM and SmolLM2 on a shared 2-core machine.
-SLOW = 120
-
-
-def session_headers(user, *, origin: bytes | None = ORIGIN) -> list[tuple[bytes, bytes]]:
-    client = Client()
-    client.force_login(user)
-    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    headers = [(b"host", b"testserver"), (b"cookie", cookie.encode())]
-    if origin is not None:
-        headers.append((b"origin", origin))
-    return headers
-
-
-login_headers = database_sync_to_async(session_headers)
-
-
-def token_headers(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())]
-
-
-def socket_for(conversation_id, headers) -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, f"/ws/chat/{conversation_id}/", headers=headers)
-
-
-async def open_socket(conversation_id, headers) -> WebsocketCommunicator:
-    communicator = socket_for(conversation_id, headers)
-    connected, _ = await communicator.connect(timeout=SLOW)
-    assert connected
-    return communicator
-
-
-async def close_code(communicator: WebsocketCommunicator) -> int:
-    """Refused sockets are accepted and closed at once, so a browser can read the code."""
-    connected, _ = await communicator.connect(timeout=SLOW)
-    assert connected
-    message = await communicator.receive_output(timeout=SLOW)
-    assert message["type"] == "websocket.close"
-    return message["code"]
-
-
-async def events_until_end(communicator: WebsocketCommunicator) -> list[dict]:
-    """Server events up to and including ``done`` or ``error``."""
-    events = []
-    while True:
-        event = await communicator.receive_json_from(timeout=SLOW)
-        events.append(event)
-        if event["type"] in ("done", "error"):
-            return events
 
 
 def words(text: str) -> list[str]:
     return sentences.words(sentences.strip_citations(text))
-
-
-def of_type(events: list[dict], kind: str) -> list[dict]:
-    return [e for e in events if e["type"] == kind]
-
-
-@database_sync_to_async
-def messages_of(conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("created", "pk").prefetch_related("citations"))
 
 
 @database_sync_to_async
