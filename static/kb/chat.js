@@ -726,6 +726,7 @@
   const CLOSE_REASONS = {
     4401: "You are signed out. Sign in again to continue.",
     4404: "This conversation no longer exists.",
+    4429: "Too many chat tabs are open: close some and reload this page.",
   };
 
   let socket = null;
