@@ -33,7 +33,7 @@ def latest_parts(results_dir: Path) -> dict[str, tuple[dict, dict]]:
     runs.sort(key=lambda run: bool((run.get("options") or {}).get("quick")))  # stable: newest first within
     for run in runs:
         for part, result in (run.get("parts") or {}).items():
-            if part == "scifact" and result.get("split", "test") != "test":
+            if part.startswith("scifact") and result.get("split", "test") != "test":
                 part = f"scifact-{result['split']}"
             elif part == "streaming" and _threads_setting(run, result):
                 part = f"streaming-threads-{_threads_setting(run, result)}"

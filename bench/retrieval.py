@@ -48,7 +48,8 @@ def run(options, prepared: dict) -> dict:
     rng = np.random.default_rng(SEED)
     centres = _unit(rng.standard_normal((CENTRES, DIMENSIONS), dtype=np.float32))
     words = [_word(i) for i in range(VOCABULARY)]
-    staff = User.objects.create_user("bench-staff", is_staff=True)
+    # Reads every document: a superuser (the staff flag alone reads only what is shared).
+    staff = User.objects.create_user("bench-staff", is_staff=True, is_superuser=True)
     bulk_owner = User.objects.create_user("bench-bulk")
     small = User.objects.create_user("bench-one-percent")
     stored = np.zeros((0, DIMENSIONS), dtype=np.float32)

@@ -192,7 +192,7 @@ def test_the_grounding_adapter_checks_each_sentence_against_the_numbered_source_
     sources = [source(1, "doc-harbor", "Its access code is HARBOR999CB7.")]
     verdicts = answers.check_sentences(["Code HARBOR999CB7.", "Code 4401.", "Code HARBOR999CB7. Or 4401."], sources)
     assert verdicts == [True, False, False]  # a sentence split in two is supported only if both parts are
-    assert calls[0] == ("Code HARBOR999CB7.", [(1, "Its access code is HARBOR999CB7.")])
+    assert calls[0] == ("Code HARBOR999CB7.", [(1, "Its access code is HARBOR999CB7.", sources[0]["title"])])
 
 
 def test_the_real_grounding_check_flags_a_changed_code_and_keeps_the_true_sentence():
