@@ -46,7 +46,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 from bench import golden, metrics
-from bench.common import LOGS_DIR, free_port, progress, say, start_process, stop_process, wait_for_port
+from bench.common import LOGS_DIR, free_port, progress, say, site_command, start_process, stop_process, wait_for_port
 from bench.golden import Question
 from bench.golden.questions import Fact, PlantedSentence
 
@@ -416,8 +416,7 @@ def run(options, prepared: dict) -> dict:
     result: dict = {"golden_set": golden.sizes(), "params_sent": params, "quick": bool(options.quick)}
     try:
         daphne = start_process(
-            # kb_site.serve: daphne with the request-body limits, as every deployment starts it.
-            [sys.executable, "-m", "kb_site.serve", "-b", "127.0.0.1", "-p", str(port), "kb_site.asgi:application"],
+            site_command(port),
             env=env,
             log_path=LOGS_DIR / "answers-daphne.log",
         )

@@ -261,3 +261,9 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 0.5 if sys.stderr.isatty() else 15)
     return tqdm(iterable, **kwargs)
+
+
+def site_command(port: int) -> list[str]:
+    """How the bench starts the site: ``kb_site.serve`` (daphne with the request-body limits),
+    as ``make run`` and every deployment start it, on loopback."""
+    return [sys.executable, "-m", "kb_site.serve", "-b", "127.0.0.1", "-p", str(port), "kb_site.asgi:application"]

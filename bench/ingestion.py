@@ -32,6 +32,7 @@ from bench.common import (
     free_port,
     progress,
     say,
+    site_command,
     start_process,
     stop_process,
     wait_for_port,
@@ -69,7 +70,7 @@ def run(options, prepared: dict) -> dict:
     }
     try:
         daphne = start_process(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "kb_site.asgi:application"],
+            site_command(port),
             env=env,
             log_path=logs / "ingestion-daphne.log",
         )

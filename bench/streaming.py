@@ -38,7 +38,17 @@ from pathlib import Path
 from unittest import mock
 
 from bench import metrics
-from bench.common import BASE_DIR, LOGS_DIR, free_port, progress, say, start_process, stop_process, wait_for_port
+from bench.common import (
+    BASE_DIR,
+    LOGS_DIR,
+    free_port,
+    progress,
+    say,
+    site_command,
+    start_process,
+    stop_process,
+    wait_for_port,
+)
 
 MAX_TOKENS = 96
 LEVELS = (1, 4, 8)
@@ -79,7 +89,7 @@ def run(options, prepared: dict) -> dict:
     raw = _RawModel()
     try:
         server = start_process(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "kb_site.asgi:application"],
+            site_command(port),
             env=dict(os.environ),
             log_path=logs / "streaming-daphne.log",
         )
