@@ -5,7 +5,8 @@
   ``{"id": uuid, "title", "created", "updated", "url", "socket"}``. The socket path is where
   to ask questions (docs/websocket-protocol.md).
 - ``GET /api/v1/conversations/?q=text`` — the caller's conversations, most recent first
-  (optionally those whose title or messages contain ``text``).
+  (optionally those whose title or messages contain ``text``, at most 200 characters:
+  longer is a 400).
 - ``GET /api/v1/conversations/<id>/`` — one conversation with its messages; answers carry
   their citations, sampling params, stats, status and feedback.
 - ``DELETE /api/v1/conversations/<id>/`` — 204.
@@ -25,7 +26,7 @@ from django.urls import reverse
 
 from accounts.api import ApiError, api_view
 from chat import services
-from chat.models import Conversation
+from chat.models import Conversation, SearchTooLong
 
 LIST_LIMIT = 200
 
@@ -77,12 +78,11 @@ def conversations(request: HttpRequest) -> JsonResponse:
         except ValidationError as exc:
             raise ApiError(" ".join(exc.messages)) from exc
         return JsonResponse(conversation_summary(conversation, request), status=201)
-    found = (
-        Conversation.objects.for_user(request.user)
-        .search(request.GET.get("q", ""))
-        .annotate(message_count=Count("messages"))
-        .order_by("-updated")[:LIST_LIMIT]
-    )
+    try:
+        found = Conversation.objects.for_user(request.user).search(request.GET.get("q", ""))
+    except SearchTooLong as exc:
+        raise ApiError(str(exc), 400) from None
+    found = found.annotate(message_count=Count("messages")).order_by("-updated")[:LIST_LIMIT]
     return JsonResponse({"conversations": [conversation_summary(c, request) for c in found]})
 
 

@@ -42,6 +42,14 @@ class GenerationStats:
         return asdict(self)
 
 
+# Longest conversation search (the sidebar's box, ``GET /api/v1/conversations/?q=``).
+SEARCH_MAX_CHARS = 200
+
+
+class SearchTooLong(ValueError):
+    """The search text is longer than ``SEARCH_MAX_CHARS``; ``str(exc)`` is the message to show."""
+
+
 class ConversationQuerySet(models.QuerySet):
     def for_user(self, user) -> ConversationQuerySet:
         """The conversations ``user`` owns; nobody else's, ever (staff included — they review
@@ -56,16 +64,25 @@ class ConversationQuerySet(models.QuerySet):
         return self.for_user(user).filter(public_id=public_id).first()
 
     def search(self, text: str) -> ConversationQuerySet:
-        """Conversations whose title or any message contains ``text`` (case-insensitive).
+        """Those of these conversations whose title or any message contains ``text``
+        (case-insensitive); all of them for empty ``text``. Call it on one user's conversations:
+        ``Conversation.objects.for_user(user).search(text)``.
 
-        A substring scan over one user's messages: fine for personal histories; a trigram
-        index would be the next step for very large ones.
+        Only the messages of these conversations are read: Postgres finds them through the
+        indexes on a conversation's user and on a message's conversation, and scans just those
+        for the substring; no other user's message is read (20,000 messages, 2,000 of them the
+        searcher's: 6 ms, against 54 ms for a scan of everyone's). No index serves a substring
+        match in every Postgres kb runs on (pg_trgm is not in the embedded server), and one
+        person's history is small enough to scan. Raises ``SearchTooLong`` past
+        ``SEARCH_MAX_CHARS``.
         """
         text = (text or "").strip()
         if not text:
             return self
-        matching = Message.objects.filter(content__icontains=text).values("conversation_id")
-        return self.filter(Q(title__icontains=text) | Q(pk__in=matching))
+        if len(text) > SEARCH_MAX_CHARS:
+            raise SearchTooLong(f"Search for at most {SEARCH_MAX_CHARS} characters; that search has {len(text):,}.")
+        matching = Message.objects.filter(conversation__in=self.values("pk"), content__icontains=text)
+        return self.filter(Q(title__icontains=text) | Q(pk__in=matching.values("conversation_id")))
 
 
 STATS_FIELDS = tuple(f.name for f in fields(GenerationStats))

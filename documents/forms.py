@@ -8,6 +8,7 @@ visibility and groups. Form errors carry the service's codes (``empty``, ``too_l
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from django import forms
@@ -131,6 +132,17 @@ class AdminUploadForm(UploadFieldsMixin, forms.ModelForm):
     class Meta:
         model = Document
         fields = ["file", "title", "owner", "visibility", "groups"]
+
+    def clean(self):
+        cleaned = super().clean()
+        # The service checks the quota too, but the admin shows only form errors: refuse here.
+        file, owner = cleaned.get("file"), cleaned.get("owner")
+        if file is not None and owner is not None:
+            try:
+                services.check_quota(owner, len(file.data), hashlib.sha256(file.data).hexdigest())
+            except services.UploadError as exc:
+                self.add_error("file", forms.ValidationError(exc.message, code=exc.code))
+        return cleaned
 
     def _post_clean(self) -> None:
         # ModelForm would build a Document from the fields and validate it (a blank title

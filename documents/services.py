@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from pathlib import PurePath
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
 from django.template.defaultfilters import filesizeformat
 
 from documents import filetypes
@@ -29,10 +31,12 @@ class UploadError(Exception):
     """An upload was refused; ``message`` is for the person, ``code`` for the caller.
 
     Codes: ``empty``, ``too_large`` (the API answers 413), ``unsupported`` (type, by content),
-    ``invalid`` (other bad arguments, e.g. an unknown visibility).
+    ``quota`` (the owner keeps as many documents or bytes as they may: ``USER_MAX_DOCUMENTS``,
+    ``USER_MAX_BYTES``; the API answers 409), ``invalid`` (other bad arguments, e.g. an unknown
+    visibility).
     """
 
-    CODES = ("empty", "too_large", "unsupported", "invalid")
+    CODES = ("empty", "too_large", "unsupported", "quota", "invalid")
 
     def __init__(self, message: str, code: str = "invalid") -> None:
         if code not in self.CODES:
@@ -56,7 +60,9 @@ def upload_document(
     Returns ``(document, created)``. The same bytes uploaded again by the same owner return
     ``(existing document, False)`` and change nothing (not its title, visibility or groups).
     ``groups`` count only with ``visibility=groups``, which needs at least one.
-    Raises ``UploadError`` (nothing stored) for empty, too large, unsupported or invalid input.
+    Raises ``UploadError`` (nothing stored) for empty, too large, unsupported or invalid input,
+    and with code ``quota`` when a new document would take the owner past ``USER_MAX_DOCUMENTS``
+    or ``USER_MAX_BYTES`` (a duplicate is never refused: it stores nothing).
     """
     data = bytes(data)
     name, mime_type = check_upload(file_name, data)
@@ -75,6 +81,14 @@ def upload_document(
     title = " ".join(title.split())[:DOCUMENT_TITLE_MAX_LENGTH]
     try:
         with transaction.atomic():
+            if _quotas_apply():
+                # One upload at a time per owner past this point, so two at once cannot both
+                # fit under the quota (the lock ends with the transaction).
+                list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+                existing = Document.objects.filter(owner=owner, sha256=sha256).first()
+                if existing is not None:
+                    return existing, False
+                check_quota(owner, len(data))
             document = Document.objects.create(
                 owner=owner,
                 title=title or _title_from(name),
@@ -113,6 +127,39 @@ def check_upload(file_name: str, data: bytes) -> tuple[str, str]:
         return name, filetypes.detect_mime_type(name, data)
     except filetypes.UnsupportedFile as exc:
         raise UploadError(exc.message, code="unsupported") from None
+
+
+def _quotas_apply() -> bool:
+    return bool(settings.USER_MAX_DOCUMENTS or settings.USER_MAX_BYTES)
+
+
+def check_quota(owner, size: int, sha256: str | None = None) -> None:
+    """Raise ``UploadError`` (code ``quota``) if storing ``size`` more bytes as a new document
+    would take ``owner`` past ``USER_MAX_DOCUMENTS`` or ``USER_MAX_BYTES`` (0: no limit).
+
+    Every document the owner has counts, whatever its status (failed ones keep their bytes),
+    each once: the same bytes again are a duplicate, which stores nothing, so with ``sha256``
+    of bytes the owner already has, nothing is refused. Staff are not exempt.
+    """
+    if not _quotas_apply():
+        return
+    if sha256 is not None and Document.objects.filter(owner=owner, sha256=sha256).exists():
+        return
+    held = Document.objects.filter(owner=owner).aggregate(count=Count("pk"), size=Sum("size"))
+    count, held_bytes = held["count"], held["size"] or 0
+    max_documents, max_bytes = settings.USER_MAX_DOCUMENTS, settings.USER_MAX_BYTES
+    name = owner.get_username()
+    if max_documents and count + 1 > max_documents:
+        raise UploadError(
+            f"{name} already has {count:,} documents, the most one person may keep. Delete some to upload more.",
+            code="quota",
+        )
+    if max_bytes and held_bytes + size > max_bytes:
+        raise UploadError(
+            f"{name}'s documents take {_size(held_bytes)}; this file ({_size(size)}) would take them past "
+            f"{_size(max_bytes)}, the most one person may keep. Delete some to upload more.",
+            code="quota",
+        )
 
 
 def too_large_message(what: str, size: int) -> str:

