@@ -20,7 +20,9 @@ Steps:
    (a name, code or number) that no passage mentions — the honest not-found answer is saved
    without calling the model.
 2. **Fewer, better passages**: passages scoring below ``ANSWER_RELATIVE_SCORE`` × the best
-   one's are left out (of the prompt and of the sources shown).
+   one's are left out (of the prompt and of the sources shown). With
+   ``PROMPT_PASSAGE_SCOPE=evidence`` the model reads only each passage's evidence sentence
+   and the sentences around it (``evidence.around``).
 3. **Evidence** (``chat.evidence``): the best sentence of each passage is highlighted in
    ``sources``, and the best one overall is sent at once as ``evidence``, before the answer
    waits for the model.
@@ -215,19 +217,25 @@ async def _generate(
 ) -> None:
     """Quote the evidence, build the prompt and stream the model's answer into ``state``."""
     engine = await llm.aget_engine()
+    found = await embeddings.arun(evidence.find, question, vector, hits)
+    if settings.PROMPT_PASSAGE_SCOPE == "evidence":
+        # The model reads each passage's answering sentence and its neighbours, numbered as the
+        # whole passages the user sees.
+        shown = [evidence.around(hit, marks) for hit, marks in zip(hits, found.highlights, strict=True)]
+    else:
+        shown = hits
     plan = await asyncio.to_thread(
         prompting.build_messages,
         question=question,
-        passages=hits,
+        passages=shown,
         history=history,
         engine=engine,
         params=state.params,
     )
-    state.sources = list(plan.passages_used)
-    found = await embeddings.arun(evidence.find, question, vector, state.sources)
-    state.highlights = found.highlights
+    used = len(plan.passages_used)  # a prefix: passages that did not fit the context are dropped
+    state.sources, state.highlights = hits[:used], found.highlights[:used]
     await emit(protocol.sources(state.sources, state.highlights))
-    if found.best is not None:
+    if found.best is not None and found.best[1] <= used:
         text, n = found.best
         state.evidence = {"text": text, "source": n}
         await emit(protocol.evidence(text, n))

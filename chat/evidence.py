@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from django.conf import settings
@@ -126,6 +127,27 @@ def find(question: str, question_vector, passages: Sequence, embed: Embed = embe
     if best is None or best.similarity < settings.RETRIEVAL_MIN_SIMILARITY:
         return Evidence(highlights, None)
     return Evidence(highlights, (best.span.text, best.passage + 1))
+
+
+def around(passage, highlight: Sequence[dict], neighbours: int = 1):
+    """``passage`` with its text cut to the highlighted sentence and ``neighbours`` sentences on
+    each side (the whole passage when nothing is highlighted). Title, location and score stay."""
+    if not highlight:
+        return passage
+    text = str(passage.text)
+    spans = sentences.split(text)
+    inside = [
+        i for i, span in enumerate(spans) if span.end > highlight[0]["start"] and span.start < highlight[0]["end"]
+    ]
+    if not inside:
+        return passage
+    first, last = max(0, inside[0] - neighbours), min(len(spans) - 1, inside[-1] + neighbours)
+    return SimpleNamespace(
+        title=passage.title,
+        location=passage.location,
+        score=passage.score,
+        text=text[spans[first].start : spans[last].end],
+    )
 
 
 def missing_facts(question: str, passages: Sequence) -> list[str]:

@@ -6,7 +6,7 @@ returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.st
 
 - The system message tells the model to answer only from the numbered passages, to cite them as
   ``[n]`` and to say ``NOT_FOUND_ANSWER`` when they do not hold the answer.
-- Passages go into the final user message, numbered ``[n]`` with title and location, best
+- Passages go into the final user message, numbered ``[n]`` with their document's title, best
   first (or best last, next to the question, with ``PROMPT_PASSAGE_ORDER=last``). ``n`` is the
   passage's own ``n`` when it has one (the number the browser shows next to the source),
   otherwise its 1-based rank. Each is cut to ``LLM_PASSAGE_MAX_TOKENS`` tokens of
@@ -19,7 +19,7 @@ returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.st
   When even the bare question (instructions + question, nothing else) does not fit, raise
   ``PromptTooLong`` with a message for the user (``check_question_fits`` alone does that check).
 
-``passages`` are objects or mappings with ``title``, ``location``, ``text`` (and optionally ``n``);
+``passages`` are objects or mappings with ``title`` and ``text`` (and optionally ``n``);
 ``PromptPlan.passages_used`` returns the same objects, untrimmed, for the citations.
 """
 
@@ -87,10 +87,10 @@ def trim_to_tokens(text: str, limit: int, engine: TokenCounter) -> str:
 
 
 def format_passage(number: int, passage: Any, text: str) -> str:
+    # The title only: with the location (a heading path) too, small models copy the headings
+    # into their answers (measured on the answer benchmark).
     title = str(_field(passage, "title") or "Untitled").strip()
-    location = str(_field(passage, "location") or "").strip()
-    heading = f"[{number}] {title}" + (f" ({location})" if location else "")
-    return f"{heading}\n{text}"
+    return f"[{number}] {title}\n{text}"
 
 
 def _turns(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

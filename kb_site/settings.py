@@ -274,11 +274,21 @@ LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 512, minimum=1)
 # Each retrieved passage is cut to this many tokens in the prompt (small models need short prompts).
 LLM_PASSAGE_MAX_TOKENS = env_int("LLM_PASSAGE_MAX_TOKENS", 320, minimum=16)
 
+# llama.cpp's repeat penalty (1: none). SmolLM2 loops far less with a mild one (chosen on the
+# answer benchmark's golden set, as are PROMPT_PASSAGE_SCOPE, PROMPT_PASSAGE_ORDER and
+# ANSWER_RELATIVE_SCORE below).
+LLM_REPEAT_PENALTY = env_float("LLM_REPEAT_PENALTY", 1.08, minimum=1, maximum=2)
+# What of each passage goes into the prompt: "passage" (all of it, up to LLM_PASSAGE_MAX_TOKENS)
+# or "evidence" (its best-answering sentence with the sentences around it).
+PROMPT_PASSAGE_SCOPE = env_str("PROMPT_PASSAGE_SCOPE", "evidence")
+if PROMPT_PASSAGE_SCOPE not in ("passage", "evidence"):
+    raise ImproperlyConfigured(f"PROMPT_PASSAGE_SCOPE must be 'passage' or 'evidence', got {PROMPT_PASSAGE_SCOPE!r}")
+
 # Answers (chat/answering.py). Passages scoring below this share of the best one's score are
 # left out of the prompt and the sources: a small model is distracted by weak passages.
 ANSWER_RELATIVE_SCORE = env_float("ANSWER_RELATIVE_SCORE", 0.75, minimum=0, maximum=1)
 # Where the best passage goes in the prompt: "first", or "last" (next to the question).
-PROMPT_PASSAGE_ORDER = env_str("PROMPT_PASSAGE_ORDER", "first")
+PROMPT_PASSAGE_ORDER = env_str("PROMPT_PASSAGE_ORDER", "last")
 if PROMPT_PASSAGE_ORDER not in ("first", "last"):
     raise ImproperlyConfigured(f"PROMPT_PASSAGE_ORDER must be 'first' or 'last', got {PROMPT_PASSAGE_ORDER!r}")
 # How a follow-up question is searched: "context" (with the previous question, no model call)

@@ -25,7 +25,7 @@ from typing import Any
 from chat.llm.chat_format import _GGUFChat
 from chat.llm.engine import Engine, Messages, _Done, _Piece, _Prepared
 from chat.llm.errors import LLMUnavailable
-from chat.llm.params import REPEAT_PENALTY, SEED_MAX, GenerationParams
+from chat.llm.params import SEED_MAX, GenerationParams
 from chat.llm.queue import Lease
 
 log = logging.getLogger("chat.llm")
@@ -225,7 +225,7 @@ class LocalEngine(Engine):
             top_k=sampler["top_k"],
             top_p=sampler["top_p"],
             min_p=sampler["min_p"],
-            repeat_penalty=REPEAT_PENALTY,
+            repeat_penalty=sampler["repeat_penalty"],
         )
         try:
             for token in tokens_out:

@@ -17,9 +17,8 @@ from chat.llm.errors import InvalidParams
 MODES = ("greedy", "sampling")
 SEED_MAX = 2**32 - 1
 DEFAULT_MAX_TOKENS = 256
-# llama.cpp's own defaults for the filters users do not tune here.
+# llama.cpp's own default for the filter users do not tune here.
 _MIN_P = 0.05
-REPEAT_PENALTY = 1.0
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
@@ -98,9 +97,11 @@ class GenerationParams:
 
     def sampler(self) -> dict[str, float | int]:
         """The values llama.cpp samples with (greedy: temperature 0, top-k 1)."""
+        # The repeat penalty is the operator's (LLM_REPEAT_PENALTY), not a user's choice.
+        penalty = {"repeat_penalty": settings.LLM_REPEAT_PENALTY}
         if self.greedy:
-            return {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0}
-        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "min_p": _MIN_P}
+            return {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, **penalty}
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "min_p": _MIN_P, **penalty}
 
 
 def remembered_params(saved: Mapping[str, Any] | None) -> GenerationParams:

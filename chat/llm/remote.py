@@ -1,7 +1,8 @@
 """The remote backend: an OpenAI-compatible server, the only module that speaks HTTP.
 
-Used when ``LLM_BASE_URL`` is set, e.g. ``python -m llama_cpp.server --model X.gguf --n_ctx N``,
-streamed from ``/v1/chat/completions`` with httpx. ``LLM_API_KEY`` is sent as a Bearer token and
+Used when ``LLM_BASE_URL`` is set, e.g.
+``python -m llama_cpp.server --model X.gguf --n_ctx N --interrupt_requests false``, streamed
+from ``/v1/chat/completions`` with httpx. ``LLM_API_KEY`` is sent as a Bearer token and
 ``LLM_MODEL_NAME`` as ``model``. ``LLM_CONTEXT`` must equal the server's ``--n_ctx``: the
 server does not report it.
 
@@ -29,7 +30,7 @@ from chat.llm.chat_format import _EstimatedChat, _GGUFChat
 from chat.llm.engine import Engine, Messages, _Done, _Piece, _Prepared
 from chat.llm.errors import LLMError, LLMUnavailable, PromptTooLong
 from chat.llm.local import LlamaInternals, _load_llama
-from chat.llm.params import REPEAT_PENALTY, GenerationParams
+from chat.llm.params import GenerationParams
 from chat.llm.queue import Lease
 
 log = logging.getLogger("chat.llm")
@@ -84,7 +85,6 @@ class RemoteEngine(Engine):
             "messages": prepared.payload,
             "stream": True,
             "max_tokens": params.max_tokens,
-            "repeat_penalty": REPEAT_PENALTY,
             **params.sampler(),
         }
         if self._model:

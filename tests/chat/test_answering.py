@@ -243,3 +243,14 @@ async def test_a_question_about_something_no_passage_names_gets_not_found_withou
 @pytest.fixture
 def conversation_with_alice(alice):
     return services.create_conversation(alice), alice
+
+
+def test_the_model_reads_each_passages_evidence_with_one_sentence_on_each_side():
+    text = "One intro. Two context. The code is HARBOR999CB7. Four after. Five far away."
+    passage = SimpleNamespace(title="Handbook", location="Vaults", score=0.9, text=text)
+    start = text.index("The code")
+    highlight = [{"text": "The code is HARBOR999CB7.", "start": start, "end": start + 25}]
+    cut = evidence.around(passage, highlight)
+    assert cut.text == "Two context. The code is HARBOR999CB7. Four after."
+    assert (cut.title, cut.score) == ("Handbook", 0.9)
+    assert evidence.around(passage, []) is passage

@@ -68,14 +68,21 @@ def test_with_room_to_spare_the_prompt_holds_instructions_passages_history_and_q
     assert NOT_FOUND_ANSWER in plan.messages[0]["content"]
     assert "[1]" in plan.messages[0]["content"]
     final = plan.messages[-1]["content"]
-    assert "[1] Zorbex telescope (page 2)\nThe Zorbex telescope was completed in 1987" in final
-    assert "[2] Observatory guide (Visiting > Hours)\n" in final
+    assert "[1] Zorbex telescope\nThe Zorbex telescope was completed in 1987" in final
+    assert "[2] Observatory guide\n" in final and "Visiting > Hours" not in final  # titles, not headings
     assert "[3] Village bakery\nThe bakery" in final
     assert final.endswith(f"Question: {QUESTION}")
-    assert final.index("[1]") < final.index("[2]") < final.index("[3]")
+    # The best passage goes last, next to the question (PROMPT_PASSAGE_ORDER=last, the default).
+    assert final.index("[3]") < final.index("[2]") < final.index("[1]")
     assert plan.passages_used == PASSAGES
     assert plan.history_used == 6
     assert plan.prompt_tokens == engine.count_prompt_tokens(plan.messages)
+
+
+def test_the_best_passage_can_go_first(engine, settings):
+    settings.PROMPT_PASSAGE_ORDER = "first"
+    final = roomy(engine).messages[-1]["content"]
+    assert final.index("[1]") < final.index("[2]") < final.index("[3]")
 
 
 def test_the_oldest_history_turn_is_dropped_first(engine):
@@ -128,7 +135,7 @@ def test_every_passage_is_cut_to_the_passage_budget(engine, settings):
     plan = roomy(engine, passages=[long_passage])
 
     final = plan.messages[-1]["content"]
-    kept = final.split("[1] Zorbex manual (Chapter 3)\n", 1)[1].split("\n\nQuestion:", 1)[0]
+    kept = final.split("[1] Zorbex manual\n", 1)[1].split("\n\nQuestion:", 1)[0]
     assert kept.endswith(" …")
     assert long_text.startswith(kept.removesuffix(" …"))
     assert 30 < engine.count_tokens(kept) <= 40

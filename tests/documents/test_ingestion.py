@@ -423,7 +423,11 @@ def test_group_visibility_keeps_the_chosen_groups_and_other_visibilities_ignore_
     ("kwargs", "code", "message"),
     [
         ({"file_name": "empty.txt", "data": b""}, "empty", "The file is empty."),
-        ({"file_name": "big.txt", "data": b"x" * 101}, "too_large", "big.txt is 101 bytes; the largest file you can upload is 100 bytes."),
+        (
+            {"file_name": "big.txt", "data": b"x" * 101},
+            "too_large",
+            "big.txt is 101 bytes; the largest file you can upload is 100 bytes.",
+        ),
         (
             {"file_name": "photo.png", "data": make_png()},
             "unsupported",

@@ -81,7 +81,9 @@ def test_greedy_samples_like_llama_cpp_greedy_whatever_the_sampling_values(setti
 
     assert greedy.sampler()["temperature"] == 0 and greedy.sampler()["top_k"] == 1
     assert zero_temperature.sampler()["top_k"] == 1
-    assert sampling.sampler() == {"temperature": 0.9, "top_k": 30, "top_p": 0.5, "min_p": 0.05}
+    settings.LLM_REPEAT_PENALTY = 1.15  # the operator's choice, in greedy and sampling alike
+    assert sampling.sampler() == {"temperature": 0.9, "top_k": 30, "top_p": 0.5, "min_p": 0.05, "repeat_penalty": 1.15}
+    assert greedy.sampler()["repeat_penalty"] == 1.15
     assert greedy.temperature == 1.8  # kept for when the user switches back to sampling
 
 
