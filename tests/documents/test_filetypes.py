@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from documents import chunking, extraction, filetypes
+from documents import chunking, filetypes
+from documents.extraction import common, docx, html, markdown
 from documents.filetypes import (
     DOCX,
     HTML,
@@ -234,8 +235,9 @@ def test_sniffing_adversarial_comments_takes_no_time_worth_measuring():
     assert result.stdout.split() == ["text/plain"] * 4 + ["7"]
 
 
-# Modules whose patterns read uploaded bytes or the text extracted from them.
-UPLOAD_PATH_MODULES = [filetypes, extraction, chunking]
+# Modules whose patterns read uploaded bytes or the text extracted from them (the other
+# modules of documents.extraction, pdf and text, hold no patterns and do not import re).
+UPLOAD_PATH_MODULES = [filetypes, common, docx, html, markdown, chunking]
 
 
 def _nested_quantifiers(tree, inside_repeat: bool = False) -> list[str]:
