@@ -232,7 +232,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 USER_MAX_DOCUMENTS = env_int("USER_MAX_DOCUMENTS", 10000, minimum=0)
 USER_MAX_BYTES = env_int("USER_MAX_BYTES", 1024 * 1024 * 1024, minimum=0)
 
-# How much one file may make the worker read (documents/extraction.py, docs/security.md):
+# How much one file may make the worker read (documents/extraction/, docs/security.md):
 # characters of extracted text, PDF pages, and bytes inflated out of a Word document's ZIP
 # archive (checked against its directory before inflating, and counted while reading).
 EXTRACT_MAX_CHARS = env_int("EXTRACT_MAX_CHARS", 5_000_000, minimum=1)
