@@ -215,6 +215,8 @@ def normalised(text: str) -> str:
         if _is_number(lowered):
             lowered = lowered.replace(",", "")
         tokens.append(lowered)
+        if "-" in lowered and not any(c.isdigit() for c in lowered):
+            tokens += lowered.split("-")  # "lindqvist-clinic-faq" also holds "lindqvist"
     return " " + " ".join(tokens) + " "
 
 

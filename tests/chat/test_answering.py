@@ -217,6 +217,9 @@ def test_names_codes_and_numbers_no_passage_mentions_are_reported():
     assert evidence.missing_facts("What is the access code for the Bellhaven vault?", passages) == ["bellhaven"]
     assert evidence.missing_facts("What was the revenue in Q1?", passages) == ["q1"]
     assert evidence.missing_facts("What is the code of the Zerelda vault?", passages) == []
+    # A title made from a file name ("lindqvist-clinic-faq") still names the clinic.
+    named = [SimpleNamespace(title="lindqvist-clinic-faq", text="A kennel stay costs 29 euros per night.")]
+    assert evidence.missing_facts("What does the kennel cost at the Lindqvist clinic?", named) == []
 
 
 async def test_a_question_about_something_no_passage_names_gets_not_found_without_the_model(
