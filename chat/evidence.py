@@ -104,11 +104,10 @@ def find(question: str, question_vector, passages: Sequence, embed: Embed = embe
         for index, passage in enumerate(passages)
         for span in _statements(str(passage.text))
     ]
-    chosen = _most_lexical_per_passage(candidates, passages, question)
+    # Each passage's title gives the question's focus once, for both the words and the embedding.
+    focused = {index: focus(question, str(getattr(passage, "title", ""))) for index, passage in enumerate(passages)}
+    chosen = _most_lexical_per_passage(candidates, focused, question)
     if chosen:
-        focused = {
-            index: focus(question, str(getattr(passages[index], "title", ""))) for index in {c.passage for c in chosen}
-        }
         questions = sorted({text for text in focused.values() if text and text != question})
         vectors = embed([c.span.text for c in chosen] + questions)
         question_vectors = dict(zip(questions, vectors[len(chosen) :], strict=True))
@@ -179,7 +178,7 @@ def _statements(text: str) -> list[sentences.Span]:
     return statements
 
 
-def _most_lexical_per_passage(candidates: list[_Candidate], passages: Sequence, question: str) -> list[_Candidate]:
+def _most_lexical_per_passage(candidates: list[_Candidate], focused: dict[int, str], question: str) -> list[_Candidate]:
     """Score each candidate's word overlap with the question — without the words of its
     passage's title, which every sentence of the document is about — and keep the
     ``PER_PASSAGE`` best of each passage."""
@@ -189,7 +188,7 @@ def _most_lexical_per_passage(candidates: list[_Candidate], passages: Sequence, 
     chosen: list[_Candidate] = []
     pool = [c.words for c in candidates]
     for index, group in by_passage.items():
-        asked = focus(question, str(getattr(passages[index], "title", ""))) or question
+        asked = focused[index] or question
         weights = word_weights(asked, pool)
         for candidate in group:
             candidate.lexical = overlap(weights, candidate.words)
