@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
 	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING
 
-.PHONY: run test test-quick lint format bench install browser node-tools tools clean-db
+.PHONY: run test test-quick lint format bench bench-venv install browser node-tools tools clean-db
 
 install: $(STAMP)
 
@@ -66,7 +66,18 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: install
+# The seed's stack (LangChain + HuggingFaceEmbeddings + FAISS), which the ingestion part
+# measures against, in its own virtualenv: its huggingface_hub pin clashes with the app's.
+# Only `make bench` builds it; `make run` and `make test` never install it.
+BENCH_VENV := .venv-bench
+bench-venv: $(BENCH_VENV)/.installed
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	@test -x $(BENCH_VENV)/bin/python || { echo "==> creating $(BENCH_VENV) for the seed stack"; \
+		$(PYTHON) -m venv $(BENCH_VENV); }
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.txt
+	@touch $@
+
+bench: install $(if $(filter-out ingestion,$(PART)),,bench-venv)
 	@$(PY) -m bench $(if $(PART),--part $(PART),)
 
 # Stop the embedded Postgres if something left it running.

@@ -10,7 +10,10 @@
   ``USER_MAX_BYTES``) → 409 with code ``quota``. Every error body is
   ``{"error": message, "code": code}``.
 - ``GET /api/v1/documents/?page=N`` — the documents the caller may read, newest first,
-  ``PAGE_SIZE`` per page.
+  ``PAGE_SIZE`` per page, and ``ingestion``: how ingestion of all of them is going
+  (``total``, ``ready``, ``pending``, ``processing``, ``failed``, ``queued`` = pending +
+  processing, ``chunks_per_second`` over the last minute, and ``summary``, the line the
+  documents page shows; see ``DocumentQuerySet.ingestion_activity``).
 - ``GET /api/v1/documents/<id>/`` — one document.
 - ``DELETE /api/v1/documents/<id>/`` — the owner, or a holder of ``documents.delete_document``
   → 204.
@@ -99,6 +102,7 @@ def documents(request: HttpRequest) -> JsonResponse:
             "next": f"{base}?page={page.next_page_number()}" if page.has_next() else None,
             "previous": f"{base}?page={page.previous_page_number()}" if page.has_previous() else None,
             "results": [document_json(d, request) for d in page.object_list],
+            "ingestion": Document.objects.visible_to(request.user).ingestion_activity().as_json(),
         }
     )
 

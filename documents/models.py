@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -11,7 +13,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, SearchVectorField
 from django.core.exceptions import ValidationError
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
 from pgvector.django import CosineDistance, HnswIndex, VectorField
 
 DOCUMENT_TITLE_MAX_LENGTH = 300
@@ -28,6 +31,49 @@ class Status(models.TextChoices):
     PROCESSING = "processing", "Processing"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+
+
+# The documents page and API report throughput over this many seconds.
+THROUGHPUT_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class IngestionActivity:
+    """Counts of documents by status and recent throughput (``ingestion_activity``)."""
+
+    total: int
+    ready: int
+    pending: int
+    processing: int
+    failed: int
+    chunks_per_second: float
+
+    @property
+    def queued(self) -> int:
+        """The queue depth: documents waiting for a worker or being processed."""
+        return self.pending + self.processing
+
+    def summary(self) -> str:
+        """One line for people, e.g. "1,240 of 5,183 ready, 3,943 in the queue, 40 chunks/s"."""
+        parts = [f"{self.ready:,} of {self.total:,} ready", f"{self.queued:,} in the queue"]
+        if self.chunks_per_second:
+            rate = self.chunks_per_second
+            parts.append(f"{rate:,.0f} chunks/s" if rate >= 10 else f"{rate:.1f} chunks/s")
+        if self.failed:
+            parts.append(f"{self.failed:,} failed")
+        return ", ".join(parts)
+
+    def as_json(self) -> dict:
+        return {
+            "total": self.total,
+            "ready": self.ready,
+            "pending": self.pending,
+            "processing": self.processing,
+            "failed": self.failed,
+            "queued": self.queued,
+            "chunks_per_second": round(self.chunks_per_second, 1),
+            "summary": self.summary(),
+        }
 
 
 # Reads every document, whoever owns it and whatever its visibility. Superusers hold every
@@ -61,6 +107,41 @@ class DocumentQuerySet(models.QuerySet):
     def for_owner(self, user) -> DocumentQuerySet:
         return self.filter(owner=user)
 
+    def ingestion_activity(self, *, window_seconds: int = THROUGHPUT_WINDOW_SECONDS) -> IngestionActivity:
+        """How ingestion of these documents is going, in one query: counts by status and the
+        recent throughput in chunks per second.
+
+        Throughput: the chunks of the documents that became ready during the last
+        ``window_seconds``, divided by the time from the start of that window, or from the
+        moment the earliest of those documents was claimed by a worker if that is later (so a
+        batch that began ten seconds ago is not averaged over a whole minute). Zero when
+        nothing became ready in the window.
+        """
+        now = timezone.now()
+        since = now - timedelta(seconds=window_seconds)
+        recent = Q(status=Status.READY, ingested__gte=since)
+        row = self.aggregate(
+            total=Count("pk"),
+            ready=Count("pk", filter=Q(status=Status.READY)),
+            pending=Count("pk", filter=Q(status=Status.PENDING)),
+            processing=Count("pk", filter=Q(status=Status.PROCESSING)),
+            failed=Count("pk", filter=Q(status=Status.FAILED)),
+            recent_chunks=Sum("progress_total", filter=recent),
+            recent_started=Min("ingest_started", filter=recent),
+        )
+        rate = 0.0
+        if row["recent_chunks"]:
+            began = max(since, row["recent_started"] or since)
+            rate = row["recent_chunks"] / max((now - began).total_seconds(), 1.0)
+        return IngestionActivity(
+            total=row["total"],
+            ready=row["ready"],
+            pending=row["pending"],
+            processing=row["processing"],
+            failed=row["failed"],
+            chunks_per_second=rate,
+        )
+
 
 class Document(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -80,6 +161,18 @@ class Document(models.Model):
     # Bumped by every (re-)ingestion request; a task run that finds a newer number stops, so
     # a stale retry never overwrites the work of a newer one.
     ingest_generation = models.PositiveIntegerField(default=0)
+    # The lease of the worker run that holds a ``processing`` document (documents.tasks): who
+    # holds it ("host/pid/run", for operators) and until when. The run renews it while it
+    # works; once it has expired (the worker was killed), a sweeper hands the document to a
+    # new run with a new generation. Empty/null whenever the document is not processing.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+    # How many runs of the current generation lost their lease (worker killed, out of memory,
+    # out of time). A document that lost one is processed alone afterwards, so a file that
+    # kills workers never takes batch-mates down with it; after Q_MAX_ATTEMPTS it fails.
+    lease_losses = models.PositiveSmallIntegerField(default=0)
+    # When the current (or last) run claimed the document: the throughput figure measures from it.
+    ingest_started = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     ingested = models.DateTimeField(null=True, blank=True)
@@ -96,12 +189,22 @@ class Document(models.Model):
                 condition=Q(progress_done__lte=models.F("progress_total")),
                 name="document_progress_within_total",
             ),
+            # A processing document is always held by a lease, so the sweeper can recover it.
+            models.CheckConstraint(
+                condition=~Q(status="processing") | Q(lease_expires__isnull=False),
+                name="document_processing_has_lease",
+            ),
         ]
         indexes = [
             # "My documents" and the admin list: one owner's documents, newest first.
             models.Index(fields=["owner", "-created"], name="document_owner_created"),
             # The visibility filter of visible_to() for shared documents.
             models.Index(fields=["visibility"], name="document_visibility"),
+            # The ingestion queue: workers claim pending documents oldest first
+            # (documents.tasks, SELECT ... FOR UPDATE SKIP LOCKED).
+            models.Index(fields=["created", "id"], name="document_pending_queue", condition=Q(status="pending")),
+            # The sweeper: processing documents whose lease has expired.
+            models.Index(fields=["lease_expires"], name="document_processing_lease", condition=Q(status="processing")),
         ]
 
     def __str__(self) -> str:
@@ -110,6 +213,8 @@ class Document(models.Model):
     def clean(self) -> None:
         if self.progress_done > self.progress_total:
             raise ValidationError("Progress cannot exceed the total number of chunks.")
+        if self.status == Status.PROCESSING and self.lease_expires is None:
+            raise ValidationError("A document being processed needs a worker's lease; re-index it instead.")
 
     @property
     def progress_percent(self) -> int:

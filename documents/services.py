@@ -181,6 +181,7 @@ def start_ingestion(document: Document) -> None:
     Bumps ``ingest_generation``: any run already queued or under way for an older generation
     stops without writing, so only the newest run produces the document's chunks. The current
     chunks stay until that run replaces them (they are not searchable while it is pending).
+    The lease of a run under way is dropped and the count of lost runs starts again.
     """
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=document.pk)
@@ -189,8 +190,19 @@ def start_ingestion(document: Document) -> None:
         document.progress_done = 0
         document.progress_total = 0
         document.error = ""
+        document.lease_owner, document.lease_expires, document.lease_losses = "", None, 0
         document.save(
-            update_fields=["ingest_generation", "status", "progress_done", "progress_total", "error", "updated"]
+            update_fields=[
+                "ingest_generation",
+                "status",
+                "progress_done",
+                "progress_total",
+                "error",
+                "lease_owner",
+                "lease_expires",
+                "lease_losses",
+                "updated",
+            ]
         )
         generation = document.ingest_generation
         document_id = document.pk
@@ -199,6 +211,7 @@ def start_ingestion(document: Document) -> None:
 
 
 def _queue_ingestion(document_id: int, generation: int) -> None:
+    """Queue ``ingest_document(document_id, generation)`` (call it once the generation is committed)."""
     from django_q.tasks import async_task
 
     async_task(INGEST_TASK, document_id, generation, task_name=f"ingest document {document_id} #{generation}")

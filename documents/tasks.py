@@ -1,11 +1,50 @@
-"""Background work for documents (django-q2 tasks; queued by ``documents.services``)."""
+"""Background work for documents: ingestion in batches, under leases (django-q2 tasks, queued
+by ``documents.services``).
+
+**Batches across documents.** Every upload or re-index queues ``ingest_document(id,
+generation)``. A run claims that document and then, while its budget allows, more pending
+documents, oldest first (``SELECT … FOR UPDATE SKIP LOCKED``, so runs on several workers never
+claim the same one): up to ``INGEST_BATCH_DOCUMENTS`` documents or ``INGEST_BATCH_CHUNKS``
+chunks. It reads and chunks each, then embeds the chunks of all of them together, in calls of
+several ``EMBEDDING_BATCH_SIZE`` batches, so a thousand one-paragraph documents cost about as
+many encode calls as one long one. Each document is written in its own transaction as soon as
+its last vector is computed. A queued task whose document another run has claimed or finished
+returns quietly.
+
+**Exactly one chunk set.** Every write checks the generation the run claimed (see
+``ingest_document``); a document re-queued or deleted meanwhile is left alone.
+
+**Failure isolation.** Each document of a batch ends ``ready`` or ``failed`` on its own: an
+unreadable file fails alone with its reason; when an encode call fails, its documents are
+embedded again one by one and only those whose own texts fail are marked failed.
+
+**Leases.** A run holds each document it claimed by a lease (``lease_owner``,
+``lease_expires``, in database time): ``INGEST_LEASE_SECONDS``, renewed at every progress
+write and by a heartbeat thread every third of that while the run lives, however long one
+step takes. A live run is never robbed. When a worker dies (SIGKILL, out of memory, node
+lost), its leases run out, and ``sweep_expired_leases`` (run every third of the lease by a
+watch thread in every qcluster worker process) gives each such document a new generation and
+queues it again, to be processed alone; after ``Q_MAX_ATTEMPTS`` lost runs it fails with a
+reason. The dead run's own late writes, if any, are refused by the generation check, so the
+work is never applied twice. The watch also queues ``ingest_pending`` when its worker has
+been idle while documents sit pending with no task left to reach them (their tasks were in
+the memory of the killed cluster, which django-q2 hands out again only after ``Q_RETRY``).
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from documents import chunking, embeddings
@@ -19,102 +58,334 @@ _MAX_ERROR_LENGTH = 2000
 # (paths, library internals) goes to the worker's log only: owners and readers see ``error``.
 EMBEDDING_FAILED = "the server could not compute this document's passages; an administrator can re-index it"
 UNEXPECTED_FAILURE = "processing failed unexpectedly; an administrator can find the cause in the worker's log"
+WORKER_LOST = (
+    "processing stopped {count} times before it finished (the worker was killed, ran out of memory or "
+    "of time); an administrator can find the cause in the worker's log"
+)
+FILE_MISSING = "the uploaded file is missing — upload it again"
+
+INGEST_PENDING_TASK = "documents.tasks.ingest_pending"
+# One encode call takes this many EMBEDDING_BATCH_SIZE batches: the backend can sort them by
+# length (less padding) and the per-call overhead is shared, while progress is still written
+# after every call, so a long document's bar moves and a killed run loses little.
+_BATCHES_PER_CALL = 8
+# Documents claimed per query while a run fills its batch.
+_CLAIM_GROUP = 16
+# Documents the sweep recovers per transaction (it runs again a few seconds later).
+_SWEEP_LIMIT = 100
 
 
 class _Superseded(Exception):
     """The document was deleted or re-queued while this run worked; stop without writing."""
 
 
+@dataclass(eq=False)  # compared and hashed by identity: one object per claimed document
+class _Held:
+    """A document this run has claimed, and what the run has made of it so far."""
+
+    id: int
+    generation: int
+    mime_type: str
+    lease_losses: int = 0
+    drafts: list[chunking.ChunkDraft] = field(default_factory=list)
+    vectors: list = field(default_factory=list)  # one row per draft, in order, as they are embedded
+    finished: bool = False  # written, failed or superseded: nothing more to do
+
+
+class _Run:
+    """One execution of a task: the name its leases carry."""
+
+    def __init__(self) -> None:
+        self.owner = f"{socket.gethostname()[:60]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def _lease_expiry():
+    """The end of a lease taken or renewed now, in database time (no clock skew between hosts)."""
+    return Now() + timedelta(seconds=settings.INGEST_LEASE_SECONDS)
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+
 def ingest_document(document_id: int, generation: int | None = None) -> None:
-    """Extract, chunk and embed one document, replacing its chunks in one transaction.
+    """Ingest document ``document_id`` and, in the same batch, other pending documents.
 
     ``generation`` is the document's ``ingest_generation`` when the run was queued (``None``:
-    whatever it is now). A run returns quietly, writing nothing, when the document is gone or
-    has been re-queued since (a newer generation owns it), also when it checks again between
-    embedding batches and right before writing. So however runs interleave (retries,
-    re-delivery after a killed worker, re-index while running), the document ends with exactly
-    one complete set of chunks, from the newest run.
+    whatever it is now). The run returns quietly, writing nothing, when the document is gone,
+    has been re-queued since (a newer generation owns it), or is no longer pending (another
+    run claimed it into its batch, finished it, or holds its lease). Each document of the
+    batch is checked again before each write, so however runs interleave (retries,
+    re-delivery after a killed worker, re-index while running), every document ends with
+    exactly one complete set of chunks, from its newest run.
 
     Failures never raise (a raise would only make django-q2 retry a file that is broken): the
     document becomes ``failed`` with a readable ``error`` and no chunks, including chunks an
-    earlier successful run left, so no failed document is ever half searchable. A worker
-    killed mid-way leaves the document ``processing`` with its old chunks untouched, and the
-    re-delivered run does the work again from the start.
+    earlier successful run left, so no failed document is ever half searchable. A worker killed
+    mid-way leaves its documents ``processing`` with their old chunks untouched until their
+    leases run out and the sweep queues them again.
     """
+    run = _Run()
+    first = _claim_document(run, document_id, generation)
+    if first is not None:
+        _process(run, first)
+
+
+def ingest_pending() -> None:
+    """Ingest the oldest pending documents, whichever task was queued for them; queue itself
+    again while more are pending. Queued by the watch for documents whose own tasks cannot be
+    delivered soon (see the module docstring); harmless when they can."""
+    run = _Run()
+    first = _claim_oldest(run)
+    if first is None:
+        return
+    _process(run, first)
+    if Document.objects.filter(status=Status.PENDING).exists():
+        _queue_ingest_pending()
+
+
+# -- claiming -----------------------------------------------------------------------------------
+
+
+def _claim_document(run: _Run, document_id: int, generation: int | None) -> _Held | None:
     with transaction.atomic():
-        document = Document.objects.select_for_update().filter(pk=document_id).first()
-        if document is None:
+        row = (
+            Document.objects.select_for_update()
+            .filter(pk=document_id)
+            .values("ingest_generation", "status", "mime_type", "lease_losses")
+            .first()
+        )
+        if row is None:
             log.info("document %s is gone; nothing to ingest", document_id)
-            return
+            return None
         if generation is None:
-            generation = document.ingest_generation
-        if document.ingest_generation != generation:
+            generation = row["ingest_generation"]
+        if row["ingest_generation"] != generation:
             log.info(
                 "skipping stale ingestion of document %s (generation %s, current %s)",
                 document_id,
                 generation,
-                document.ingest_generation,
+                row["ingest_generation"],
             )
-            return
-        if document.status == Status.READY:
-            log.info("document %s is already ingested (generation %s)", document_id, generation)
-            return
-        document.status = Status.PROCESSING
-        document.progress_done = document.progress_total = 0
-        document.error = ""
-        document.save(update_fields=["status", "progress_done", "progress_total", "error", "updated"])
-        data = DocumentFile.objects.filter(document_id=document_id).values_list("data", flat=True).first()
-        mime_type = document.mime_type
-
-    try:
-        if data is None:
-            raise ExtractionError("the uploaded file is missing — upload it again")
-        _ingest(document_id, generation, bytes(data), mime_type)
-    except _Superseded:
-        log.info("ingestion of document %s (generation %s) was superseded", document_id, generation)
-    except ExtractionError as exc:
-        log.info("document %s cannot be read: %s", document_id, exc.message)
-        _mark_failed(document_id, generation, exc.message)
-    except embeddings.EmbeddingModelError as exc:
-        log.error("embedding model problem while ingesting document %s: %s", document_id, exc)
-        _mark_failed(document_id, generation, EMBEDDING_FAILED)
-    except Exception:
-        log.exception("ingestion of document %s failed", document_id)
-        _mark_failed(document_id, generation, UNEXPECTED_FAILURE)
+            return None
+        if row["status"] != Status.PENDING:
+            log.info("document %s is %s already (generation %s)", document_id, row["status"], generation)
+            return None
+        _take(run, [document_id])
+    return _Held(document_id, generation, row["mime_type"], row["lease_losses"])
 
 
-def _ingest(document_id: int, generation: int, data: bytes, mime_type: str) -> None:
-    # Extraction, chunking and embedding run outside any transaction: they take long, and
-    # holding the row lock would block the web pages that show the document's progress.
-    sections = extract(data, mime_type)
-    max_tokens = settings.CHUNK_MAX_TOKENS or embeddings.max_tokens()
-    # A chunk the model cannot read whole would be truncated silently when embedded.
-    max_tokens = min(max_tokens, embeddings.max_tokens())
-    drafts = chunking.split_sections(
-        sections,
-        count_tokens=embeddings.count_tokens,
-        max_tokens=max_tokens,
-        overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
-    )
-    if not drafts:
-        raise ExtractionError("no text found")
-    _write_progress(document_id, generation, done=0, total=len(drafts))
-
-    vectors = []
-    batch_size = settings.EMBEDDING_BATCH_SIZE
-    for start in range(0, len(drafts), batch_size):
-        batch = drafts[start : start + batch_size]
-        vectors.extend(embeddings.embed_texts([draft.text for draft in batch], batch_size=batch_size))
-        _write_progress(document_id, generation, done=start + len(batch), total=len(drafts))
-
+def _claim_oldest(run: _Run) -> _Held | None:
     with transaction.atomic():
-        document = _lock_current(document_id, generation)
-        document.chunks.all().delete()
+        row = (
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING)
+            .order_by("created", "pk")
+            .values("pk", "ingest_generation", "mime_type", "lease_losses")
+            .first()
+        )
+        if row is None:
+            return None
+        _take(run, [row["pk"]])
+    return _Held(row["pk"], row["ingest_generation"], row["mime_type"], row["lease_losses"])
+
+
+def _claim_pending(run: _Run, limit: int) -> list[_Held]:
+    """Claim up to ``limit`` pending documents, oldest first, skipping any another run is
+    claiming right now. Documents that lost a run before are left to their own task, which
+    processes them alone."""
+    with transaction.atomic():
+        rows = list(
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING, lease_losses=0)
+            .order_by("created", "pk")
+            .values_list("pk", "ingest_generation", "mime_type")[:limit]
+        )
+        if rows:
+            _take(run, [pk for pk, _, _ in rows])
+    return [_Held(pk, generation, mime_type) for pk, generation, mime_type in rows]
+
+
+def _take(run: _Run, ids: list[int]) -> None:
+    """Mark ``ids`` (locked by the caller's transaction) processing under ``run``'s lease."""
+    Document.objects.filter(pk__in=ids).update(
+        status=Status.PROCESSING,
+        lease_owner=run.owner,
+        lease_expires=_lease_expiry(),
+        ingest_started=Now(),
+        progress_done=0,
+        progress_total=0,
+        error="",
+        updated=timezone.now(),
+    )
+
+
+def _renew(run: _Run) -> int:
+    """Extend the lease of every document ``run`` still holds; how many it holds."""
+    return Document.objects.filter(lease_owner=run.owner, status=Status.PROCESSING).update(
+        lease_expires=_lease_expiry()
+    )
+
+
+class _Heartbeat:
+    """Renews a run's leases every third of ``INGEST_LEASE_SECONDS`` from a thread, so a step
+    that takes longer than a lease (a large PDF, a long encode call) never loses its documents
+    while the worker lives. A worker that dies stops renewing with it."""
+
+    def __init__(self, run: _Run, interval: float | None = None) -> None:
+        self.run = run
+        self.interval = interval if interval is not None else settings.INGEST_LEASE_SECONDS / 3
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="ingest-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    _renew(self.run)
+                except Exception:
+                    # The next beat tries again; if the database stays away the lease lapses
+                    # and the generation check stops this run's writes.
+                    log.warning("could not renew the leases of run %s", self.run.owner, exc_info=True)
+        finally:
+            connection.close()
+
+
+# -- processing ---------------------------------------------------------------------------------
+
+
+def _process(run: _Run, first: _Held) -> None:
+    held = [first]
+    with _Heartbeat(run):
+        _prepare(first)
+        chunks = len(first.drafts)
+        # A document that lost a run before goes alone: if it kills workers, it takes no
+        # batch-mates down with it.
+        if first.lease_losses == 0:
+            while len(held) < settings.INGEST_BATCH_DOCUMENTS and chunks < settings.INGEST_BATCH_CHUNKS:
+                more = _claim_pending(run, min(_CLAIM_GROUP, settings.INGEST_BATCH_DOCUMENTS - len(held)))
+                if not more:
+                    break
+                held += more
+                for document in more:
+                    _prepare(document)
+                    chunks += len(document.drafts)
+        _embed_and_write(run, [document for document in held if not document.finished])
+    log.info("ingestion run %s: %d documents, %d chunks", run.owner, len(held), chunks)
+
+
+def _prepare(document: _Held) -> None:
+    """Read and chunk ``document``; a failure marks it failed (it leaves the batch)."""
+    with _failures_recorded(document):
+        data = DocumentFile.objects.filter(document_id=document.id).values_list("data", flat=True).first()
+        if data is None:
+            raise ExtractionError(FILE_MISSING)
+        # Extraction and chunking run outside any transaction: they take long, and holding
+        # the row lock would block the web pages that show the document's progress.
+        sections = extract(bytes(data), document.mime_type)
+        del data
+        # A chunk the model cannot read whole would be truncated silently when embedded.
+        max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
+        document.drafts = chunking.split_sections(
+            sections,
+            count_tokens=embeddings.count_tokens,
+            max_tokens=max_tokens,
+            overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        )
+        if not document.drafts:
+            raise ExtractionError("no text found")
+        _write_progress(document)
+
+
+class _failures_recorded:
+    """``with _failures_recorded(document): ...`` turns an exception about ``document`` into
+    its final state: superseded (nothing written), or failed with a readable reason. Only
+    ``Exception``s: a worker being killed is not the document's failure."""
+
+    def __init__(self, document: _Held) -> None:
+        self.document = document
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        document = self.document
+        document.finished = True
+        document.drafts, document.vectors = [], []
+        if isinstance(exc, _Superseded):
+            log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)
+        elif isinstance(exc, ExtractionError):
+            log.info("document %s cannot be read: %s", document.id, exc.message)
+            _mark_failed(document, exc.message)
+        elif isinstance(exc, embeddings.EmbeddingModelError):
+            log.error("embedding model problem while ingesting document %s: %s", document.id, exc)
+            _mark_failed(document, EMBEDDING_FAILED)
+        else:
+            log.error("ingestion of document %s failed", document.id, exc_info=(kind, exc, traceback))
+            _mark_failed(document, UNEXPECTED_FAILURE)
+        return True
+
+
+def _embed_and_write(run: _Run, documents: list[_Held]) -> None:
+    """Embed the chunks of ``documents`` together, in document order, several batches per
+    call; write each document once its last vector is done, and the progress of the others."""
+    batch_size = settings.EMBEDDING_BATCH_SIZE
+    per_call = batch_size * _BATCHES_PER_CALL
+    items = [(document, index) for document in documents for index in range(len(document.drafts))]
+    for start in range(0, len(items), per_call):
+        part = [(document, index) for document, index in items[start : start + per_call] if not document.finished]
+        if not part:
+            continue
+        _embed(part, batch_size)
+        touched = list(dict.fromkeys(document for document, _ in part))
+        for document in touched:
+            if document.finished:
+                continue
+            with _failures_recorded(document):
+                if len(document.vectors) == len(document.drafts):
+                    _finish(document)
+                else:
+                    _write_progress(document)
+        _renew(run)
+
+
+def _embed(part: list[tuple[_Held, int]], batch_size: int) -> None:
+    """Append the vectors of ``part``'s chunks to their documents. If the call fails, embed
+    each document's chunks on their own, so only a document whose own texts fail is failed."""
+    try:
+        vectors = embeddings.embed_texts([document.drafts[index].text for document, index in part], batch_size)
+    except Exception:
+        documents = list(dict.fromkeys(document for document, _ in part))
+        if len(documents) > 1:
+            log.warning("embedding chunks of %d documents together failed; embedding them one by one", len(documents))
+        for document, group in itertools.groupby(part, key=lambda item: item[0]):
+            with _failures_recorded(document):
+                texts = [document.drafts[index].text for _, index in group]
+                document.vectors.extend(embeddings.embed_texts(texts, batch_size))
+        return
+    for (document, _), vector in zip(part, vectors, strict=True):
+        document.vectors.append(vector)
+
+
+def _finish(document: _Held) -> None:
+    """Replace the document's chunks with the new set and mark it ready, in one transaction."""
+    with transaction.atomic():
+        locked = _lock_current(document)
+        locked.chunks.all().delete()
         location_length = Chunk._meta.get_field("location").max_length
         Chunk.objects.bulk_create(
             [
                 Chunk(
-                    document=document,
+                    document=locked,
                     ordinal=ordinal,
                     text=draft.text,
                     token_count=draft.token_count,
@@ -122,16 +393,17 @@ def _ingest(document_id: int, generation: int, data: bytes, mime_type: str) -> N
                     page=draft.page,
                     embedding=vector,
                 )
-                for ordinal, (draft, vector) in enumerate(zip(drafts, vectors, strict=True))
+                for ordinal, (draft, vector) in enumerate(zip(document.drafts, document.vectors, strict=True))
             ],
             batch_size=500,
         )
-        document.status = Status.READY
-        document.progress_done = document.progress_total = len(drafts)
-        document.error = ""
-        document.embedding_model = embeddings.model_name()
-        document.ingested = timezone.now()
-        document.save(
+        locked.status = Status.READY
+        locked.progress_done = locked.progress_total = len(document.drafts)
+        locked.error = ""
+        locked.embedding_model = embeddings.model_name()
+        locked.ingested = timezone.now()
+        locked.lease_owner, locked.lease_expires = "", None
+        locked.save(
             update_fields=[
                 "status",
                 "progress_done",
@@ -139,41 +411,197 @@ def _ingest(document_id: int, generation: int, data: bytes, mime_type: str) -> N
                 "error",
                 "embedding_model",
                 "ingested",
+                "lease_owner",
+                "lease_expires",
                 "updated",
             ]
         )
-    log.info("ingested document %s: %d chunks (generation %s)", document_id, len(drafts), generation)
+    document.finished = True
+    log.info("ingested document %s: %d chunks (generation %s)", document.id, len(document.drafts), document.generation)
+    document.drafts, document.vectors = [], []
 
 
-def _lock_current(document_id: int, generation: int) -> Document:
+def _lock_current(document: _Held) -> Document:
     """Lock the document row; raise ``_Superseded`` if it is gone or re-queued."""
-    document = Document.objects.select_for_update().filter(pk=document_id).first()
-    if document is None or document.ingest_generation != generation:
+    locked = Document.objects.select_for_update().filter(pk=document.id).first()
+    if locked is None or locked.ingest_generation != document.generation:
         raise _Superseded
-    return document
+    return locked
 
 
-def _write_progress(document_id: int, generation: int, *, done: int, total: int) -> None:
+def _write_progress(document: _Held) -> None:
     # A conditional UPDATE rather than save(): it checks that this run still owns the document
-    # and writes in one statement, and never overwrites the progress of a newer run.
-    updated = Document.objects.filter(pk=document_id, ingest_generation=generation).update(
-        progress_done=done, progress_total=total, updated=timezone.now()
+    # and writes in one statement, never overwriting the progress of a newer run; it renews
+    # the document's lease too.
+    updated = Document.objects.filter(pk=document.id, ingest_generation=document.generation).update(
+        progress_done=len(document.vectors),
+        progress_total=len(document.drafts),
+        lease_expires=_lease_expiry(),
+        updated=timezone.now(),
     )
     if not updated:
         raise _Superseded
 
 
-def _mark_failed(document_id: int, generation: int, message: str) -> None:
+def _mark_failed(document: _Held, message: str) -> None:
     try:
         with transaction.atomic():
-            document = _lock_current(document_id, generation)
-            document.chunks.all().delete()
-            document.status = Status.FAILED
-            document.error = message[:_MAX_ERROR_LENGTH]
-            document.progress_done = document.progress_total = 0
-            document.embedding_model = ""
-            document.save(
-                update_fields=["status", "error", "progress_done", "progress_total", "embedding_model", "updated"]
+            locked = _lock_current(document)
+            locked.chunks.all().delete()
+            locked.status = Status.FAILED
+            locked.error = message[:_MAX_ERROR_LENGTH]
+            locked.progress_done = locked.progress_total = 0
+            locked.embedding_model = ""
+            locked.lease_owner, locked.lease_expires = "", None
+            locked.save(
+                update_fields=[
+                    "status",
+                    "error",
+                    "progress_done",
+                    "progress_total",
+                    "embedding_model",
+                    "lease_owner",
+                    "lease_expires",
+                    "updated",
+                ]
             )
     except _Superseded:
-        log.info("document %s was re-queued or deleted before its failure was recorded", document_id)
+        log.info("document %s was re-queued or deleted before its failure was recorded", document.id)
+
+
+# -- recovery -----------------------------------------------------------------------------------
+
+
+def sweep_expired_leases() -> int:
+    """Recover every ``processing`` document whose lease has run out (its run's worker died):
+    a new generation, ``pending``, queued again, to be processed alone; or ``failed`` with a
+    reason once ``Q_MAX_ATTEMPTS`` runs of it were lost. Old chunks stay until a new run
+    replaces them (or the failure removes them). Returns how many documents it recovered.
+
+    Safe to run anywhere, any number of times at once: each expired document is locked
+    (``SKIP LOCKED``) and recovered by exactly one sweep.
+    """
+    from documents.services import _queue_ingestion as queue_ingestion
+
+    max_losses = settings.Q_CLUSTER["max_attempts"]
+    with transaction.atomic():
+        rows = list(
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PROCESSING, lease_expires__lt=Now())
+            .order_by("lease_expires")
+            .values_list("pk", "ingest_generation", "lease_losses", "lease_owner")[:_SWEEP_LIMIT]
+        )
+        for document_id, generation, losses, owner in rows:
+            losses += 1
+            log.warning(
+                "the lease of %s on document %s (generation %s) ran out; lost runs: %d",
+                owner,
+                document_id,
+                generation,
+                losses,
+            )
+            if losses >= max_losses:
+                Chunk.objects.filter(document_id=document_id).delete()
+                Document.objects.filter(pk=document_id).update(
+                    status=Status.FAILED,
+                    error=WORKER_LOST.format(count=losses),
+                    lease_losses=losses,
+                    lease_owner="",
+                    lease_expires=None,
+                    progress_done=0,
+                    progress_total=0,
+                    embedding_model="",
+                    updated=timezone.now(),
+                )
+                continue
+            Document.objects.filter(pk=document_id).update(
+                status=Status.PENDING,
+                ingest_generation=generation + 1,
+                lease_losses=losses,
+                lease_owner="",
+                lease_expires=None,
+                progress_done=0,
+                progress_total=0,
+                updated=timezone.now(),
+            )
+            transaction.on_commit(lambda pk=document_id, new=generation + 1: queue_ingestion(pk, new))
+    return len(rows)
+
+
+def stalled_pending_exists() -> bool:
+    """Whether some document has been pending, untouched, for longer than a lease."""
+    cutoff = timezone.now() - timedelta(seconds=settings.INGEST_LEASE_SECONDS)
+    return Document.objects.filter(status=Status.PENDING, updated__lt=cutoff).exists()
+
+
+def _queue_ingest_pending() -> None:
+    from django_q.tasks import async_task
+
+    async_task(INGEST_PENDING_TASK, task_name="ingest pending documents")
+
+
+class IngestionWatch:
+    """A thread in each qcluster worker process (started on django-q2's ``post_spawn``) that
+    every third of ``INGEST_LEASE_SECONDS`` sweeps expired leases, and queues
+    ``ingest_pending`` when its worker has run no task for two rounds while a document has
+    sat pending for longer than a lease."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval if interval is not None else settings.INGEST_LEASE_SECONDS / 3
+        self.running_tasks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ingest-watch", daemon=True)
+
+    def start(self) -> IngestionWatch:
+        from django_q.signals import post_execute_in_worker, pre_execute
+
+        pre_execute.connect(self._task_started, weak=False, dispatch_uid=f"ingest-watch-start-{id(self)}")
+        post_execute_in_worker.connect(self._task_ended, weak=False, dispatch_uid=f"ingest-watch-end-{id(self)}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _task_started(self, **kwargs) -> None:
+        self.running_tasks += 1
+
+    def _task_ended(self, **kwargs) -> None:
+        self.running_tasks = max(0, self.running_tasks - 1)
+
+    def _watch(self) -> None:
+        idle_rounds = 0
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    close_old_connections()
+                    if sweep_expired_leases():
+                        idle_rounds = 0
+                    idle_rounds = idle_rounds + 1 if self.running_tasks == 0 else 0
+                    if idle_rounds >= 2 and stalled_pending_exists():
+                        log.warning("documents are pending with no task to reach them; queueing ingest_pending")
+                        _queue_ingest_pending()
+                        idle_rounds = 0
+                except Exception:
+                    log.exception("the ingestion watch failed; it tries again in %.0f s", self.interval)
+        finally:
+            connection.close()
+
+
+_watch: IngestionWatch | None = None
+_watch_lock = threading.Lock()
+
+
+def start_watch() -> IngestionWatch | None:
+    """Start this worker process's watch, once (documents/apps.py calls it on django-q2's
+    ``post_spawn``). Not in sync mode (``Q_SYNC``), where django-q2 runs each task through a
+    throw-away in-process "worker" that sends ``post_spawn`` too: there is no cluster to watch."""
+    global _watch
+    if settings.Q_CLUSTER.get("sync"):
+        return None
+    with _watch_lock:
+        if _watch is None:
+            _watch = IngestionWatch().start()
+            log.info("ingestion watch started (every %.0f s)", _watch.interval)
+    return _watch

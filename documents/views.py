@@ -55,7 +55,22 @@ def document_list(request: HttpRequest) -> HttpResponse:
         .order_by("-created", "-pk")
     )
     page = Paginator(documents, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "documents/list.html", {"page": page, "documents": page.object_list})
+    context = {
+        "page": page,
+        "documents": page.object_list,
+        "activity": Document.objects.visible_to(request.user).ingestion_activity(),
+    }
+    return render(request, "documents/list.html", context)
+
+
+@require_GET
+@login_required
+def activity(request: HttpRequest) -> HttpResponse:
+    """The ingestion figure of the documents list ("1,240 of 5,183 ready, 3,943 in the queue,
+    40 chunks/s") for the documents the user may read; polled by htmx every 2 s while some of
+    them are queued, one query each time."""
+    context = {"activity": Document.objects.visible_to(request.user).ingestion_activity()}
+    return render(request, "documents/_activity.html", context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -247,6 +247,16 @@ EMBEDDING_DIMENSIONS = 384  # fixed by the vector(384) column; a model change ne
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32, minimum=1)
 CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 0, minimum=0)  # 0: the model's max_seq_length
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
+# Ingestion batches (documents/tasks.py): one worker run claims pending documents until it
+# holds INGEST_BATCH_DOCUMENTS of them or their chunks reach INGEST_BATCH_CHUNKS, and embeds
+# all their chunks together, so many small documents share each encode call.
+INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 64, minimum=1)
+INGEST_BATCH_CHUNKS = env_int("INGEST_BATCH_CHUNKS", 512, minimum=1)
+# A worker holds each document it processes by a lease of this many seconds, renewed every
+# third of it while the worker lives; a lease that runs out (worker killed) is recovered by
+# the other workers' sweep within about another third, so the document is processed again
+# well within a minute. Shorter: faster recovery, more renewal writes.
+INGEST_LEASE_SECONDS = env_int("INGEST_LEASE_SECONDS", 30, minimum=6, maximum=3600)
 
 # Retrieval.
 RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
@@ -311,10 +321,17 @@ Q_CLUSTER = {
     "workers": env_int("Q_WORKERS", 1, minimum=1),
     # A task that runs longer than `timeout` is killed; one not acknowledged within
     # `retry` seconds (its worker died) is handed out again. retry must exceed timeout.
+    # Ingestion does not wait for that redelivery: documents a dead worker held come back
+    # through their leases (INGEST_LEASE_SECONDS) within about a minute.
     "timeout": env_int("Q_TIMEOUT", 1800, minimum=10),
     "retry": env_int("Q_RETRY", 1860, minimum=20),
     "max_attempts": env_int("Q_MAX_ATTEMPTS", 3, minimum=1),
-    "recycle": 50,
+    # Never recycle a worker after N tasks (django-q2's default is 500): a new worker process
+    # loads the embedding model again, which costs seconds and hundreds of MB each time, and
+    # every queued per-document task counts, even one that finds its document done. Memory
+    # stays flat; a worker that dies or times out is still replaced. (django-q2 recycles when
+    # its task count equals this number, which it never reaches.)
+    "recycle": 2**62,
     "save_limit": 250,
     "ack_failures": True,
     "poll": 0.5,

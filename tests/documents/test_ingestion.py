@@ -4,11 +4,14 @@ MiniLM model and the real Postgres; exactly one set of chunks whatever happens; 
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models.functions import Now
+from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from documents import embeddings, services, tasks
@@ -242,8 +245,11 @@ class WorkerKilled(BaseException):
     """Stands in for SIGKILL: nothing in the task may catch it."""
 
 
-def test_a_worker_killed_mid_way_is_finished_by_the_redelivered_run(alice, upload_only, monkeypatch, settings):
-    settings.EMBEDDING_BATCH_SIZE = 2
+def test_a_worker_killed_mid_way_is_finished_by_a_new_run_once_its_lease_runs_out(
+    alice, upload_only, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    settings.EMBEDDING_BATCH_SIZE = 1  # one encode call per 8 chunks
+    settings.CHUNK_MAX_TOKENS = 48
     document = upload_only(alice, "ops.md", f"# Ops\n\n{LONG_PARAGRAPH}".encode())
     real_embed = embeddings.embed_texts
     calls = []
@@ -259,13 +265,24 @@ def test_a_worker_killed_mid_way_is_finished_by_the_redelivered_run(alice, uploa
         tasks.ingest_document(document.pk, 1)
     document.refresh_from_db()
     assert document.status == Status.PROCESSING
-    assert document.progress_done == 2 and document.progress_total > 2
+    assert document.progress_done == 8 and document.progress_total > 8
+    assert document.lease_owner and document.lease_expires > timezone.now()
     assert document.chunks.count() == 0
 
-    # django-q2 hands the unacknowledged task out again after Q_RETRY seconds.
+    # While the lease lives, a copy of the task (django-q2 re-delivers after Q_RETRY) and the
+    # sweep leave the document to its run.
     monkeypatch.setattr(embeddings, "embed_texts", real_embed)
     tasks.ingest_document(document.pk, 1)
+    assert tasks.sweep_expired_leases() == 0
+    document.refresh_from_db()
+    assert (document.status, document.progress_done, document.ingest_generation) == (Status.PROCESSING, 8, 1)
+
+    Document.objects.filter(pk=document.pk).update(lease_expires=Now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_expired_leases() == 1
     assert_one_complete_set(document)
+    assert (document.ingest_generation, document.lease_losses) == (2, 1)
+    assert (document.lease_owner, document.lease_expires) == ("", None)
 
 
 def test_a_worker_killed_during_reindex_keeps_the_old_chunks_until_the_rerun_replaces_them(
@@ -286,8 +303,11 @@ def test_a_worker_killed_during_reindex_keeps_the_old_chunks_until_the_rerun_rep
     assert document.chunks.count() == count
 
     monkeypatch.setattr(embeddings, "embed_texts", real_embed)
-    tasks.ingest_document(document.pk, 2)
+    Document.objects.filter(pk=document.pk).update(lease_expires=Now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_expired_leases() == 1
     assert len(assert_one_complete_set(document)) == count
+    assert document.ingest_generation == 3
 
 
 def test_an_embedding_error_fails_the_document_and_a_reindex_recovers_it(

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 from django.db import connection
+from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from documents import retrieval
@@ -134,7 +135,7 @@ def test_group_members_retrieve_documents_shared_with_their_group(alice, carol, 
 
 @pytest.mark.django_db
 def test_documents_that_are_not_ready_are_not_searched(alice, knowledge_base):
-    Document.objects.filter(pk=knowledge_base["codes"].pk).update(status=Status.PROCESSING)
+    Document.objects.filter(pk=knowledge_base["codes"].pk).update(status=Status.PROCESSING, lease_expires=Now())
     hits = retrieval.search(alice, "What does error QX-7731 mean?", 5, apply_floor=False)
     assert all(h.title != "codes" for h in hits)
 

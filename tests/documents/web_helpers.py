@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from documents.models import Chunk, Document, DocumentFile, Status, Visibility
 
@@ -51,6 +53,8 @@ def make_document(
         status=status,
         progress_done=chunks if status == Status.READY else 0,
         progress_total=chunks if status == Status.READY else 0,
+        # A processing document is held by a worker's lease (documents.tasks).
+        lease_expires=timezone.now() + timedelta(seconds=30) if status == Status.PROCESSING else None,
     )
     document.groups.set(groups)
     DocumentFile.objects.create(document=document, data=data)
