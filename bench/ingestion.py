@@ -1,33 +1,50 @@
-"""Ingestion through the real path: HTTP API → queue → worker, against raw embedding.
+"""Ingestion through the real path (HTTP API → queue → worker), against the seed's stack, raw
+encoding and a killed worker, in one run. Every figure is also given as a ratio.
 
 What is measured, and how:
 
-- A real daphne (``kb_site.asgi``) and a real ``manage.py qcluster`` run as subprocesses on
+- A real daphne (``kb_site.serve``) and a real ``manage.py qcluster`` run as subprocesses on
   loopback against the bench database, with production-like settings (``DEBUG`` off, tasks on
-  the django-q2 ORM broker).
-- The documents are plain-text files of SciFact abstracts (checksums verified; 20 abstracts,
-  one per paragraph, per file), uploaded with ``POST /api/v1/documents/`` and a Bearer token.
-  One small document is ingested first so the worker has loaded the model (that cold start
-  is reported on its own).
-- The timed documents go in rounds. Each round uploads its documents, waits until all are
-  ``ready`` (end = the latest ``Document.ingested``), then reads their chunk texts back from
-  the database and embeds exactly those texts with ``SentenceTransformer.encode`` at the same
-  batch size (``EMBEDDING_BATCH_SIZE``) in this process, with nothing else of ours running.
-  The pipeline/raw ratio of each round is paired in time, so load from other programs on the
-  machine hits both sides alike; the median ratio is reported.
-- Worker memory: psutil samples the qcluster process tree every 0.2 s; reported are the peak
-  RSS of the largest process (the worker holding the model) and the peak sum over the tree
-  (forked processes share pages, so the sum overstates).
+  the django-q2 ORM broker, the configured ``EMBEDDING_BACKEND``). One document is ingested
+  first so the worker has loaded its model (the cold start is reported on its own).
+- **SciFact corpus**: every abstract (5,183; ``--quick``: 150) uploaded as its own plain-text
+  document (title, blank line, text) with ``POST /api/v1/documents/`` and a Bearer token, by
+  ``UPLOADERS`` client threads, as a bulk-upload script would. Time = first upload → last
+  document ``ingested``. The uploads alone and the worker's span (first claim → last ready)
+  are reported too.
+- **Raw encode of the pipeline's own backend**: the chunk texts that corpus produced, read back
+  from the database, embedded in this process with ``documents.embeddings.embed_texts`` in one
+  call (``EMBEDDING_BATCH_SIZE``), right after the pipeline, with nothing else of ours running.
+  Ratio = raw seconds / pipeline seconds (1.0: the pipeline costs nothing beyond encoding).
+- **The seed's stack**: the same texts through LangChain ``RecursiveCharacterTextSplitter``
+  (1000/100) + ``HuggingFaceEmbeddings`` (same local MiniLM folder) + ``FAISS.from_documents``
+  in ``.venv-bench`` (``bench/seed_stack.py``). Ratio = kb's seconds / the seed's seconds.
+- **A batch of 2,000 one-abstract documents** (``--quick``: 100; uploaded by a second user so
+  none is a duplicate of the corpus): first upload → all ready, against plain torch fp32
+  ``SentenceTransformer.encode`` (batch 32) of the same 2,000 texts in this process.
+- **Memory**: psutil samples the qcluster and daphne process trees every 0.2 s; reported are
+  the peak RSS of the largest process of each (the worker holding the model; daphne) and the
+  worker tree's peak sum (forked processes share pages, so the sum overstates).
+- **Recovery**: a long document is uploaded; once the worker has embedded part of it, the
+  whole qcluster process group is SIGKILLed and a new qcluster started at once. Time = kill →
+  the document is ready again (lease expiry + sweep + a new worker's start and the work).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from bench import metrics
 from bench.common import (
+    BASE_DIR,
     LOGS_DIR,
     free_port,
     progress,
@@ -38,84 +55,259 @@ from bench.common import (
     wait_for_port,
 )
 
-ABSTRACTS_PER_DOCUMENT = 20
+UPLOADERS = 4
+SEED_PYTHON = BASE_DIR / ".venv-bench" / "bin" / "python"
+COUNTS = {"corpus": 5183, "batch": 2000, "recovery_paragraphs": 400}
+QUICK_COUNTS = {"corpus": 150, "batch": 100, "recovery_paragraphs": 200}
 
 
 def run(options, prepared: dict) -> dict:
-    import os
-
     import httpx
     from django.conf import settings
     from django.contrib.auth.models import User
 
     from accounts.services import create_api_token
     from bench import scifact
+    from documents import embeddings
 
+    counts = QUICK_COUNTS if options.quick else COUNTS
     scifact.verify_checksums()
     corpus, _, _ = scifact.load_data()
-    rounds, per_round = (1, 3) if options.quick else (3, 8)
-    files = _documents(corpus, rounds * per_round + 1)
-    user = User.objects.create_user("bench-ingest")
-    token = create_api_token(user, name="bench")
+    corpus_files = [(f"scifact-{entry['_id']}.txt", scifact.document_bytes(entry)) for entry in corpus]
+    corpus_files = corpus_files[: counts["corpus"]]
+    batch_files = [(f"batch-{name}", data) for name, data in corpus_files[: counts["batch"]]]
+    if len(batch_files) < counts["batch"]:  # --quick with a tiny corpus slice: take more abstracts
+        batch_files = [
+            (f"batch-scifact-{entry['_id']}.txt", scifact.document_bytes(entry)) for entry in corpus[: counts["batch"]]
+        ]
+    tokens = {
+        name: create_api_token(User.objects.create_user(name, is_staff=True, is_superuser=True), name="bench")
+        for name in ("bench-corpus", "bench-batch", "bench-recovery")
+    }
     port = free_port()
     env = dict(os.environ)
-    logs = LOGS_DIR
-    daphne = worker = None
-    monitor = _TreeMemory()
     result: dict = {
-        "path": "POST /api/v1/documents/ → django-q2 ORM broker → qcluster worker (ingest_document)",
+        "path": "POST /api/v1/documents/ → django-q2 ORM broker → qcluster worker (batched ingest_document)",
+        "backend": embeddings.model_name(),
         "batch_size": settings.EMBEDDING_BATCH_SIZE,
+        "ingest_batch_documents": settings.INGEST_BATCH_DOCUMENTS,
+        "ingest_batch_chunks": settings.INGEST_BATCH_CHUNKS,
+        "lease_seconds": settings.INGEST_LEASE_SECONDS,
         "q_workers": settings.Q_CLUSTER["workers"],
-        "rounds": [],
+        "uploaders": UPLOADERS,
+        "quick": bool(options.quick),
     }
+    worker_memory, web_memory = _TreeMemory(), _TreeMemory()
+    daphne = worker = None
     try:
-        daphne = start_process(
-            site_command(port),
-            env=env,
-            log_path=logs / "ingestion-daphne.log",
-        )
-        worker = start_process(
-            [sys.executable, "manage.py", "qcluster"], env=env, log_path=logs / "ingestion-qcluster.log"
-        )
-        monitor.start(worker.pid)
+        daphne = start_process(site_command(port), env=env, log_path=LOGS_DIR / "ingestion-daphne.log")
+        worker = _start_worker(env, "ingestion-qcluster.log")
+        worker_memory.start(worker.pid)
+        web_memory.start(daphne.pid)
         wait_for_port(port, timeout=60, process=daphne)
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
-        with client:
+        base = f"http://127.0.0.1:{port}"
+
+        def client(token: str) -> httpx.Client:
+            return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+        with client(tokens["bench-recovery"]) as api:
             tick = time.time()
-            warm = _upload(client, [files[0]])
-            _wait_ready(warm, timeout=300)
-            result["cold_start_seconds"] = round(_finished(warm) - tick, 1)
-            say(f"ingestion: worker warm after {result['cold_start_seconds']} s")
-            for number in range(rounds):
-                batch = files[1 + number * per_round : 1 + (number + 1) * per_round]
-                result["rounds"].append(_round(client, batch, settings.EMBEDDING_BATCH_SIZE, number + 1))
+            warm = _upload(api, [("warm-up.txt", b"Warm-up\n\nThe worker loads its embedding model once.\n")])
+            _wait_ready(warm, timeout=600)
+            result["cold_start_seconds"] = round(_last_ingested(warm) - tick, 1)
+        say(f"ingestion: worker warm after {result['cold_start_seconds']} s")
+
+        result["corpus"] = _through_pipeline(base, tokens["bench-corpus"], corpus_files, "corpus")
+        result["raw"] = _raw_encode(result["corpus"].pop("ids"), settings.EMBEDDING_BATCH_SIZE)
+        result["corpus"]["raw_seconds"] = result["raw"]["seconds"]
+        result["corpus"]["raw_over_pipeline"] = round(result["raw"]["seconds"] / result["corpus"]["seconds"], 3)
+        result["corpus"]["raw_over_worker_span"] = round(
+            result["raw"]["seconds"] / result["corpus"]["worker_span_seconds"], 3
+        )
+
+        batch = _through_pipeline(base, tokens["bench-batch"], batch_files, "batch")
+        batch.pop("ids")
+        batch["torch_fp32_encode"] = _torch_encode([data.decode() for _, data in batch_files])
+        batch["pipeline_over_torch"] = round(batch["seconds"] / batch["torch_fp32_encode"]["seconds"], 3)
+        result["batch"] = batch
+
+        result["web_rss_mb"] = round(web_memory.peak_process / 2**20, 1)
+        worker, result["recovery"] = _recovery(base, tokens["bench-recovery"], worker, worker_memory, env, counts)
     finally:
-        monitor.stop()
+        worker_memory.stop()
+        web_memory.stop()
         stop_process(worker)
         stop_process(daphne)
-    ratios = [entry["ratio"] for entry in result["rounds"]]
-    chunks = sum(entry["chunks"] for entry in result["rounds"])
+
+    result["seed"] = _seed_stack([data.decode() for _, data in corpus_files], embeddings.model_path())
+    result["corpus"]["seed_seconds"] = result["seed"]["seconds"]
+    result["corpus"]["pipeline_over_seed"] = round(result["corpus"]["seconds"] / result["seed"]["seconds"], 3)
     result.update(
-        documents=sum(entry["documents"] for entry in result["rounds"]),
-        chunks=chunks,
-        pipeline_chunks_per_second=round(chunks / sum(e["pipeline_seconds"] for e in result["rounds"]), 2),
-        raw_chunks_per_second=round(chunks / sum(e["raw_seconds"] for e in result["rounds"]), 2),
-        ratio_median=round(metrics.median(ratios), 3),
-        worker_peak_rss_mb=round(monitor.peak_process / 2**20, 1),
-        worker_tree_peak_rss_mb=round(monitor.peak_tree / 2**20, 1),
+        worker_peak_rss_mb=round(worker_memory.peak_process / 2**20, 1),
+        worker_tree_peak_rss_mb=round(worker_memory.peak_tree / 2**20, 1),
+        web_peak_rss_mb=round(web_memory.peak_process / 2**20, 1),
     )
+    _say_summary(result)
     return result
 
 
-def _documents(corpus: list[dict], count: int) -> list[tuple[str, bytes]]:
-    files = []
-    for number in range(count):
-        entries = corpus[number * ABSTRACTS_PER_DOCUMENT : (number + 1) * ABSTRACTS_PER_DOCUMENT]
-        text = "\n\n".join(f"{entry['title'].strip()}\n{entry['text'].strip()}" for entry in entries)
-        files.append((f"abstracts-{number:03d}.txt", text.encode()))
-    return files
+def _start_worker(env: dict, log_name: str) -> subprocess.Popen:
+    return start_process([sys.executable, "manage.py", "qcluster"], env=env, log_path=LOGS_DIR / log_name)
+
+
+def _through_pipeline(base: str, token: str, files: list[tuple[str, bytes]], label: str) -> dict:
+    """Upload ``files`` with UPLOADERS threads and wait until every one is ready."""
+    import httpx
+    from django.db.models import Max, Min
+
+    from documents.models import Chunk, Document
+
+    local = threading.local()
+
+    def upload(item: tuple[str, bytes]) -> str:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        return _upload(local.client, [item])[0]
+
+    with progress(total=len(files), desc=f"ingestion {label}: API → worker", unit="doc") as bar:
+        start = time.time()
+        with ThreadPoolExecutor(UPLOADERS) as pool:
+            ids = list(pool.map(upload, files))
+        uploads_seconds = time.time() - start
+        _wait_ready(ids, timeout=7200, bar=bar)
+    spans = Document.objects.filter(public_id__in=ids).aggregate(first=Min("ingest_started"), last=Max("ingested"))
+    seconds = spans["last"].timestamp() - start
+    chunks = Chunk.objects.filter(document__public_id__in=ids).count()
+    say(
+        f"ingestion {label}: {len(files)} documents, {chunks} chunks in {seconds:.1f} s "
+        f"(uploads {uploads_seconds:.1f} s)"
+    )
+    return {
+        "documents": len(files),
+        "chunks": chunks,
+        "seconds": round(seconds, 2),
+        "uploads_seconds": round(uploads_seconds, 2),
+        "worker_span_seconds": round((spans["last"] - spans["first"]).total_seconds(), 2),
+        "chunks_per_second": round(chunks / seconds, 2),
+        "documents_per_second": round(len(files) / seconds, 2),
+        "ids": ids,
+    }
+
+
+def _raw_encode(ids: list[str], batch_size: int) -> dict:
+    """The pipeline's own backend on exactly the chunk texts the pipeline stored, in one call."""
+    from documents import embeddings
+    from documents.models import Chunk
+
+    texts = list(
+        Chunk.objects.filter(document__public_id__in=ids)
+        .order_by("document_id", "ordinal")
+        .values_list("text", flat=True)
+    )
+    embeddings.embed_texts(texts[:batch_size], batch_size)  # load the model outside the timing
+    tick = time.perf_counter()
+    embeddings.embed_texts(texts, batch_size)
+    seconds = time.perf_counter() - tick
+    say(f"ingestion raw encode ({embeddings.model_name()}): {len(texts)} chunks in {seconds:.1f} s")
+    return {"chunks": len(texts), "seconds": round(seconds, 2), "chunks_per_second": round(len(texts) / seconds, 2)}
+
+
+def _torch_encode(texts: list[str]) -> dict:
+    """Plain sentence-transformers, torch fp32, batch 32, on the uploaded texts."""
+    from sentence_transformers import SentenceTransformer
+
+    from documents import embeddings
+
+    model = SentenceTransformer(str(embeddings.model_path()), device="cpu", local_files_only=True)
+    model.encode(texts[:32], batch_size=32, show_progress_bar=False)
+    tick = time.perf_counter()
+    model.encode(texts, batch_size=32, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=True)
+    seconds = time.perf_counter() - tick
+    del model
+    say(f"ingestion torch fp32 encode: {len(texts)} texts in {seconds:.1f} s")
+    return {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_second": round(len(texts) / seconds, 2)}
+
+
+def _recovery(base: str, token: str, worker, memory: _TreeMemory, env: dict, counts: dict):
+    """SIGKILL the qcluster mid-document, start a new one at once; seconds until ready again."""
+    import httpx
+
+    from documents.models import Document, Status
+
+    lines = ["# Field notes", ""]
+    for i in range(counts["recovery_paragraphs"]):
+        lines += [
+            f"## Plot {i}",
+            "",
+            f"Plot {i} was sown with variety {i * 7 % 13} on day {i % 30 + 1}; the soil moisture was "
+            f"{i % 17 + 20} percent and the seedlings reached {i % 9 + 3} centimetres by the end of the week.",
+            "",
+        ]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as api:
+        (doc_id,) = _upload(api, [("field-notes.md", "\n".join(lines).encode())])
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = Document.objects.values("status", "progress_done").get(public_id=doc_id)
+        if state["status"] == Status.PROCESSING and state["progress_done"] > 0:
+            break
+        if state["status"] in (Status.READY, Status.FAILED):
+            raise RuntimeError("the recovery document finished before the worker could be killed; make it longer")
+        time.sleep(0.05)
+    killed_at = time.time()
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    stop_process(worker)
+    killed = Document.objects.values("progress_done", "progress_total").get(public_id=doc_id)
+    say(f"ingestion recovery: worker killed at {killed['progress_done']} of {killed['progress_total']} chunks")
+    worker = _start_worker(env, "ingestion-qcluster-2.log")
+    memory.follow(worker.pid)
+    _wait_ready([doc_id], timeout=900)
+    document = Document.objects.get(public_id=doc_id)
+    seconds = document.ingested.timestamp() - killed_at
+    chunks = document.chunks.count()
+    if sorted(document.chunks.values_list("ordinal", flat=True)) != list(range(chunks)):
+        raise RuntimeError("the recovered document does not hold exactly one chunk set")
+    say(f"ingestion recovery: ready again {seconds:.1f} s after the kill")
+    return worker, {
+        "chunks": chunks,
+        "killed_at_chunk": killed["progress_done"],
+        "seconds_until_ready": round(seconds, 1),
+        "generation": document.ingest_generation,
+        "lost_runs": document.lease_losses,
+    }
+
+
+def _seed_stack(texts: list[str], model_path: Path) -> dict:
+    if not SEED_PYTHON.exists():
+        raise RuntimeError("the seed stack's virtualenv is missing: run `make bench-venv` (make bench builds it)")
+    with tempfile.TemporaryDirectory(prefix="bench-seed-") as folder:
+        source, target = Path(folder) / "in.json", Path(folder) / "out.json"
+        source.write_text(json.dumps({"model_path": str(model_path), "texts": texts}), encoding="utf-8")
+        say(f"ingestion seed stack: {len(texts)} documents through LangChain + HuggingFaceEmbeddings + FAISS")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        with open(LOGS_DIR / "ingestion-seed.log", "wb") as log:
+            subprocess.run(
+                [str(SEED_PYTHON), str(BASE_DIR / "bench" / "seed_stack.py"), str(source), str(target)],
+                check=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=7200,
+            )
+        figures = json.loads(target.read_text(encoding="utf-8"))
+    say(f"ingestion seed stack: {figures['chunks']} chunks in {figures['seconds']} s")
+    return figures
+
+
+def _say_summary(result: dict) -> None:
+    corpus, batch = result["corpus"], result["batch"]
+    say(
+        f"ingestion: corpus {corpus['seconds']} s = {corpus['pipeline_over_seed']}× the seed stack "
+        f"({corpus['seed_seconds']} s; target ≤ 0.5); raw/pipeline {corpus['raw_over_pipeline']} (target ≥ 0.9); "
+        f"{batch['documents']} documents {batch['seconds']} s = {batch['pipeline_over_torch']}× torch fp32 encode "
+        f"(target ≤ 0.5); worker peak RSS {result['worker_peak_rss_mb']} MB, web {result['web_peak_rss_mb']} MB; "
+        f"killed worker's document ready again after {result['recovery']['seconds_until_ready']} s"
+    )
 
 
 def _upload(client, files: list[tuple[str, bytes]]) -> list[str]:
@@ -137,7 +329,7 @@ def _wait_ready(ids: list[str], *, timeout: float, bar=None) -> None:
         states = dict(Document.objects.filter(public_id__in=ids).values_list("public_id", "status"))
         failed = [str(key) for key, state in states.items() if state == Status.FAILED]
         if failed:
-            errors = list(Document.objects.filter(public_id__in=failed).values_list("error", flat=True))
+            errors = list(Document.objects.filter(public_id__in=failed).values_list("error", flat=True)[:5])
             raise RuntimeError(f"ingestion failed: {errors}")
         ready = sum(state == Status.READY for state in states.values())
         if bar is not None and ready > done:
@@ -149,50 +341,12 @@ def _wait_ready(ids: list[str], *, timeout: float, bar=None) -> None:
     raise RuntimeError(f"only {done} of {len(ids)} documents were ready after {timeout:.0f} s")
 
 
-def _finished(ids: list[str]) -> float:
+def _last_ingested(ids: list[str]) -> float:
     from django.db.models import Max
 
     from documents.models import Document
 
     return Document.objects.filter(public_id__in=ids).aggregate(last=Max("ingested"))["last"].timestamp()
-
-
-def _round(client, files, batch_size: int, number: int) -> dict:
-    from documents import embeddings
-    from documents.models import Chunk
-
-    with progress(total=len(files), desc=f"ingestion round {number}: API → worker", unit="doc") as bar:
-        start = time.time()
-        ids = _upload(client, files)
-        _wait_ready(ids, timeout=1800, bar=bar)
-        pipeline_seconds = _finished(ids) - start
-    texts = list(
-        Chunk.objects.filter(document__public_id__in=ids)
-        .order_by("document_id", "ordinal")
-        .values_list("text", flat=True)
-    )
-    model = embeddings.get_model()
-    tick = time.perf_counter()
-    # One call over all the texts, as anyone would write it: encode() sorts them by length
-    # across documents first (less padding), which the per-document pipeline cannot do.
-    model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    raw_seconds = time.perf_counter() - tick
-    say(
-        f"ingestion round {number}: {len(texts)} chunks, pipeline {pipeline_seconds:.1f} s, "
-        f"raw encode {raw_seconds:.1f} s"
-    )
-    return {
-        "documents": len(files),
-        "chunks": len(texts),
-        "bytes": sum(len(data) for _, data in files),
-        "pipeline_seconds": round(pipeline_seconds, 2),
-        "raw_seconds": round(raw_seconds, 2),
-        "pipeline_chunks_per_second": round(len(texts) / pipeline_seconds, 2),
-        "raw_chunks_per_second": round(len(texts) / raw_seconds, 2),
-        "ratio": round((len(texts) / pipeline_seconds) / (len(texts) / raw_seconds), 3),
-    }
 
 
 class _TreeMemory:
@@ -201,30 +355,33 @@ class _TreeMemory:
     def __init__(self) -> None:
         self.peak_process = 0
         self.peak_tree = 0
+        self._pid: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, pid: int) -> None:
-        self._thread = threading.Thread(target=self._sample, args=(pid,), daemon=True)
+        self._pid = pid
+        self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
+
+    def follow(self, pid: int) -> None:
+        """Sample another process from now on (a restarted worker); peaks carry over."""
+        self._pid = pid
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
 
-    def _sample(self, pid: int) -> None:
+    def _sample(self) -> None:
         import psutil
 
-        try:
-            root = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return
         while not self._stop.wait(0.2):
             try:
+                root = psutil.Process(self._pid)
                 processes = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
-                return
+                continue
             sizes = []
             for process in processes:
                 try:

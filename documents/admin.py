@@ -71,6 +71,11 @@ class DocumentAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["title", "owner", "visibility", "groups", "site_page"]}),
         ("Ingestion", {"fields": ["status", "progress", "error", "embedding_model", "ingested"]}),
+        # Who holds a processing document, and how often its worker was lost (documents.tasks).
+        (
+            "Worker lease",
+            {"fields": ["lease_owner", "lease_expires", "lease_losses", "ingest_started"], "classes": ["collapse"]},
+        ),
         ("File", {"fields": ["original_name", "mime_type", "file_size", "sha256"]}),
         ("Identity", {"fields": ["public_id", "created", "updated"], "classes": ["collapse"]}),
     ]
@@ -82,6 +87,10 @@ class DocumentAdmin(admin.ModelAdmin):
         "error",
         "embedding_model",
         "ingested",
+        "lease_owner",
+        "lease_expires",
+        "lease_losses",
+        "ingest_started",
         "original_name",
         "mime_type",
         "file_size",
