@@ -25,7 +25,7 @@ What is measured, and how:
 - **Memory**: psutil samples the qcluster and daphne process trees every 0.2 s; reported are
   the peak RSS of the largest process of each (the worker holding the model; daphne) and the
   worker tree's peak sum (forked processes share pages, so the sum overstates).
-- **Recovery**: a long document is uploaded; once the worker has embedded part of it, the
+- **Recovery**: a long document is uploaded; once the worker has chunked it and is embedding it, the
   whole qcluster process group is SIGKILLed and a new qcluster started at once. Time = kill →
   the document is ready again (lease expiry + sweep + a new worker's start and the work).
 """
@@ -57,8 +57,8 @@ from bench.common import (
 
 UPLOADERS = 4
 SEED_PYTHON = BASE_DIR / ".venv-bench" / "bin" / "python"
-COUNTS = {"corpus": 5183, "batch": 2000, "recovery_paragraphs": 400}
-QUICK_COUNTS = {"corpus": 150, "batch": 100, "recovery_paragraphs": 200}
+COUNTS = {"corpus": 5183, "batch": 2000, "recovery_paragraphs": 1500}
+QUICK_COUNTS = {"corpus": 150, "batch": 100, "recovery_paragraphs": 600}
 
 
 def run(options, prepared: dict) -> dict:
@@ -247,8 +247,10 @@ def _recovery(base: str, token: str, worker, memory: _TreeMemory, env: dict, cou
         (doc_id,) = _upload(api, [("field-notes.md", "\n".join(lines).encode())])
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        state = Document.objects.values("status", "progress_done").get(public_id=doc_id)
-        if state["status"] == Status.PROCESSING and state["progress_done"] > 0:
+        state = Document.objects.values("status", "progress_total").get(public_id=doc_id)
+        # Chunked and being embedded (one encode call holds up to 8 batches, so progress_done
+        # may jump from 0 to the end: waiting for it would often miss the moment).
+        if state["status"] == Status.PROCESSING and state["progress_total"] > 0:
             break
         if state["status"] in (Status.READY, Status.FAILED):
             raise RuntimeError("the recovery document finished before the worker could be killed; make it longer")
