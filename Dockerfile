@@ -81,13 +81,18 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 'CUDA torch found')" \
     && rm /tmp/requirements.txt
 
-# The code belongs to root and is read-only for the app user.
+# The code belongs to root and is read-only for the app user. So is the embedding model's
+# ONNX export (EMBEDDING_BACKEND=onnx/openvino), built here from the installed weights into
+# /app/var/embeddings (EMBEDDING_CACHE_DIR), so pods never build it and a read-only root file
+# system is fine (docs/deploy.md).
 WORKDIR /app
 COPY . /app
 RUN chmod 0755 /app/deploy/docker-entrypoint.sh \
     && python -m compileall -q /app \
     && DEBUG=false SECRET_KEY=build ALLOWED_HOSTS=x DATABASE_URL=postgres://build@localhost/build \
        python manage.py collectstatic --noinput \
+    && DEBUG=false SECRET_KEY=build ALLOWED_HOSTS=x DATABASE_URL=postgres://build@localhost/build \
+       python manage.py build_embedding_model \
     && groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
 

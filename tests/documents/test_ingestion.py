@@ -507,13 +507,15 @@ def test_a_model_of_the_wrong_dimension_is_refused_with_a_clear_error(settings):
 
 def test_a_missing_model_folder_is_a_clear_error(settings, tmp_path):
     settings.EMBEDDING_MODEL = str(tmp_path / "nowhere")
-    assert embeddings.model_name() == str(tmp_path / "nowhere")
+    settings.EMBEDDING_BACKEND = "onnx"
+    assert embeddings.model_name() == f"{tmp_path / 'nowhere'}@onnx-int8"
     with pytest.raises(embeddings.EmbeddingModelError, match="is not a folder"):
         embeddings.model_path()
 
 
-def test_the_default_model_is_found_in_its_package():
-    assert embeddings.model_name() == "sentence-transformers/all-MiniLM-L6-v2"
+def test_the_default_model_is_found_in_its_package(settings):
+    settings.EMBEDDING_BACKEND = "openvino"
+    assert embeddings.model_name() == "sentence-transformers/all-MiniLM-L6-v2@openvino-bf16"
     assert (embeddings.model_path() / "modules.json").is_file()
 
 

@@ -1,0 +1,251 @@
+"""The embedding backends (EMBEDDING_BACKEND) on the real packaged MiniLM and its real export.
+
+The export is built once, into the configured EMBEDDING_CACHE_DIR (``var/embeddings`` when
+unset), and reused by later sessions; the tests that damage or rebuild one work on a copy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from documents import embedding_backends, embeddings
+from documents.embedding_backends import artifact
+from documents.embedding_backends.base import ModelLayout
+from tests.factories import make_ready_document
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+LONG = " ".join(f"Sentence {i} says that the enzyme pathway regulates protein folding in yeast." for i in range(60))
+SAMPLES = [
+    "",
+    "hello world",
+    "Does vitamin D lower the risk of hip fractures in the elderly?",
+    "Café naïve résumé — déjà vu; Straße; ½ cup; 東京の天気は晴れ; emoji 🙂👍; tabs\tand\nnewlines",
+    "ALL CAPS AND CamelCase words, hyphen-ated, URLs like https://example.org/a?b=c and e-mail a@b.co",
+    "Numbers 3.14159, 1,000,000, IL-6, TNF-α, CD4+ T cells, p < 0.05 and [citation needed].",
+    LONG,  # longer than the 256-token window: every backend truncates it the same way
+    "   leading and trailing spaces   ",
+]
+
+
+@pytest.fixture(scope="session")
+def backends() -> dict[str, embedding_backends.Backend]:
+    """Every backend on the packaged model, loaded once (the export built first if missing)."""
+    model_dir = embeddings.model_path()
+    return {
+        name: embedding_backends.load(name, model_dir, Path(django_settings.EMBEDDING_CACHE_DIR))
+        for name in embedding_backends.BACKENDS
+    }
+
+
+@pytest.fixture(scope="session")
+def export(backends) -> Path:
+    return artifact.artifact_dir(embeddings.model_path(), Path(django_settings.EMBEDDING_CACHE_DIR))
+
+
+@pytest.mark.parametrize("name", embedding_backends.BACKENDS)
+def test_every_backend_returns_normalised_vectors_of_the_column_size_in_order(backends, name):
+    backend = backends[name]
+    assert (backend.name, backend.max_seq_length, backend.dimensions) == (name, 256, 384)
+    vectors = backend.embed(SAMPLES, batch_size=3)  # batches of mixed lengths, sorted inside
+    assert vectors.shape == (len(SAMPLES), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    # Order kept: each row is nearest to that text's own vector embedded alone.
+    one_by_one = np.stack([backend.embed([text], batch_size=1)[0] for text in SAMPLES])
+    similarity = vectors @ one_by_one.T
+    assert list(similarity.argmax(axis=1)) == list(range(len(SAMPLES)))
+    # int8 activations are scaled per batch, so batch-mates move an onnx vector (most for a text
+    # of a token or two beside long ones: docs/architecture.md); the others are batch-independent.
+    assert similarity.diagonal().min() > (0.96 if name == "onnx" else 0.9999)
+    assert backend.embed([], batch_size=8).shape == (0, 384)
+
+
+@pytest.mark.parametrize(("name", "sentences", "degenerate"), [("onnx", 0.99, 0.97), ("openvino", 0.9995, 0.9995)])
+def test_exported_backends_agree_with_torch(backends, name, sentences, degenerate):
+    reference = backends["torch"].embed(SAMPLES, batch_size=4)
+    vectors = backends[name].embed(SAMPLES, batch_size=4)
+    cosine = dict(zip(SAMPLES, (reference * vectors).sum(axis=1).round(5).tolist(), strict=True))
+    # int8 loses most on a text of one or two tokens, where one rounding weighs most.
+    assert min(cosine.pop(""), cosine.pop("hello world")) >= degenerate
+    assert min(cosine.values()) >= sentences, cosine
+    # Different texts stay different: a backend that returned one vector for all would fail.
+    assert (vectors[2] @ vectors[5]) < 0.9
+
+
+@pytest.mark.parametrize("name", ["onnx", "openvino"])
+def test_exported_backends_count_tokens_exactly_like_torch(backends, name):
+    torch_counts = [backends["torch"].count_tokens(text) for text in SAMPLES]
+    assert [backends[name].count_tokens(text) for text in SAMPLES] == torch_counts
+    assert torch_counts[1] == 4  # [CLS] hello world [SEP]
+    assert torch_counts[SAMPLES.index(LONG)] > 600  # counted, never truncated
+
+
+def test_the_export_matches_its_manifest_and_is_reused(export):
+    manifest = json.loads((export / artifact.MANIFEST).read_text())
+    assert manifest["fingerprint"] == artifact.fingerprint(embeddings.model_path())
+    assert set(manifest["sha256"]) == {"model-fp32.onnx", "model-int8.onnx"}
+    assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    out = io.StringIO()
+    call_command("build_embedding_model", stdout=out)
+    assert f"up to date: {export}" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("backend", "suffix"), [("torch", "@torch-fp32"), ("onnx", "@onnx-int8"), ("openvino", "@openvino-bf16")]
+)
+def test_the_stored_model_name_says_backend_and_precision(settings, backend, suffix):
+    settings.EMBEDDING_BACKEND = backend
+    assert embeddings.model_name() == "sentence-transformers/all-MiniLM-L6-v2" + suffix
+
+
+def test_reindex_model_changed_catches_a_switch_of_backend(settings, alice, django_capture_on_commit_callbacks):
+    settings.EMBEDDING_BACKEND = "torch"
+    make_ready_document(alice, "notes", [("", "Alpha text about enzymes.")])
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command("reindex", "--model-changed", stdout=out)
+    assert "queued 0 of 1 document" in out.getvalue()
+
+    settings.EMBEDDING_BACKEND = "onnx"
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        call_command("reindex", "--model-changed", stdout=out)
+    assert "all-MiniLM-L6-v2@onnx-int8" in out.getvalue()
+    assert "queued 1 of 1 document" in out.getvalue()
+    assert len(queued) == 1
+
+
+def test_a_cache_folder_that_cannot_be_created_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(embeddings.EmbeddingModelError, match="EMBEDDING_CACHE_DIR=.*cannot be created"):
+        embedding_backends.load("onnx", embeddings.model_path(), blocker / "cache")
+
+
+def test_a_model_with_layers_the_exported_backends_cannot_run_is_refused_with_a_clear_error(tmp_path):
+    source = embeddings.model_path()
+    shutil.copytree(source, tmp_path / "model", ignore=shutil.ignore_patterns("*.safetensors"))
+    modules = json.loads((tmp_path / "model" / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (tmp_path / "model" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(embeddings.EmbeddingModelError, match="set EMBEDDING_BACKEND=torch"):
+        ModelLayout.read(tmp_path / "model")
+
+
+@pytest.mark.slow
+def test_a_missing_or_damaged_export_is_built_again_once_even_when_two_callers_race(export, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    model_dir = embeddings.model_path()
+    # An intact copy is used as it is.
+    shutil.copytree(export, cache / export.name)
+    folder, _, built = artifact.ensure_built(model_dir, cache)
+    assert (folder, built) == (cache / export.name, False)
+
+    # Damaged (a truncated graph): built again, and the result loads and embeds.
+    damaged = folder / "model-int8.onnx"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    _, manifest, built = artifact.ensure_built(model_dir, cache)
+    assert built and artifact.check(folder, manifest["fingerprint"]) is not None
+    backend = embedding_backends.load("onnx", model_dir, cache)
+    assert backend.embed(["a passage"], batch_size=1).shape == (1, 384)
+
+    # Missing, with two callers at once: one builds, the other waits and uses its result.
+    shutil.rmtree(folder)
+    results = []
+    callers = [
+        threading.Thread(target=lambda: results.append(artifact.ensure_built(model_dir, cache))) for _ in range(2)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert sorted(built for _, _, built in results) == [False, True]
+    assert artifact.check(folder, manifest["fingerprint"]) is not None
+    assert [path.name for path in cache.iterdir() if path.is_dir()] == [folder.name]  # no temporary left
+
+
+@pytest.mark.slow
+def test_a_failed_export_is_a_clear_error_and_leaves_nothing_behind(tmp_path):
+    source = embeddings.model_path()
+    broken = tmp_path / "broken-model"
+    shutil.copytree(source, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    (broken / "model.safetensors").write_bytes(b"these are not weights")
+    cache = tmp_path / "cache"
+    with pytest.raises(embeddings.EmbeddingModelError, match="exporting the embedding model from .* failed"):
+        embedding_backends.load("onnx", broken, cache)
+    assert [path.name for path in cache.iterdir() if path.is_dir()] == []
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "kb_site.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_a_bad_backend_setting_is_refused_at_start_up_naming_the_variable():
+    completed = _python("import django; django.setup()", EMBEDDING_BACKEND="tensorflow")
+    assert completed.returncode != 0
+    assert "ImproperlyConfigured: EMBEDDING_BACKEND must be 'torch', 'onnx' or 'openvino', got 'tensorflow'" in (
+        completed.stderr
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_web_process_with_an_exported_backend_never_imports_torch(export, backend):
+    completed = _python(
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "from kb_site.asgi import application\n"
+        "from documents import embeddings\n"
+        "vector = embeddings.embed_query('Does vitamin D lower the risk of fractures?')\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'sentence_transformers': "
+        "'sentence_transformers' in sys.modules, 'shape': list(vector.shape), 'name': embeddings.model_name()}))",
+        EMBEDDING_BACKEND=backend,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    seen = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "torch": False,
+        "sentence_transformers": False,
+        "shape": [384],
+        "name": f"sentence-transformers/all-MiniLM-L6-v2@{backend}-{embedding_backends.PRECISIONS[backend]}",
+    }
+
+
+@pytest.mark.slow
+def test_the_image_build_step_finds_the_export_up_to_date_without_a_database(export):
+    """The Dockerfile builds the export with collectstatic's settings and no database; the same
+    command with those settings finds this session's export intact and changes nothing."""
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    step = dockerfile[: dockerfile.index("python manage.py build_embedding_model")].rsplit("&&", 1)[1]
+    assignments = dict(word.split("=", 1) for word in step.replace("\\", " ").split())
+    assert set(assignments) == {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "build_embedding_model"],
+        cwd=BASE_DIR,
+        env={**os.environ, **assignments},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert f"up to date: {export}" in completed.stdout
