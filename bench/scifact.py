@@ -70,9 +70,20 @@ _PIPELINE_FILES = [
     "documents/filetypes.py",
     "documents/chunking.py",
     "documents/embeddings.py",
+    "documents/embedding_backends/base.py",
+    "documents/embedding_backends/artifact.py",
+    "documents/embedding_backends/torch.py",
+    "documents/embedding_backends/onnx.py",
+    "documents/embedding_backends/openvino.py",
     "documents/models.py",
 ]
-_PIPELINE_SETTINGS = ["EMBEDDING_MODEL", "EMBEDDING_BATCH_SIZE", "CHUNK_MAX_TOKENS", "CHUNK_OVERLAP_TOKENS"]
+_PIPELINE_SETTINGS = [
+    "EMBEDDING_MODEL",
+    "EMBEDDING_BACKEND",
+    "EMBEDDING_BATCH_SIZE",
+    "CHUNK_MAX_TOKENS",
+    "CHUNK_OVERLAP_TOKENS",
+]
 
 
 class ChecksumMismatch(RuntimeError):
