@@ -288,21 +288,23 @@ def grounding_scores(planted: Sequence[PlantedSentence], flags: Sequence[bool]) 
 # --- The grounding check, called directly ---------------------------------------------------
 
 
-def check_sentences(sentences: Sequence[str], sources: Sequence[dict]) -> list[bool]:
+def check_sentences(sentences: Sequence[str], sources: Sequence[dict], question: str = "") -> list[bool]:
     """For each sentence, whether the grounding check finds it supported by ``sources``.
 
-    The one adapter to ``chat.grounding``: ``check(answer, [(n, text), ...])`` returns a
-    ``Grounded`` whose ``sentences`` are ``{"text", "supported", "sources"}`` dicts, as the server
-    calls it on a finished answer with the passages it gave the model. Each planted sentence is
-    checked as an answer of its own, against the sources as the ``sources`` event lists them; a
-    sentence the checker splits in two is supported only when both parts are.
+    The one adapter to ``chat.grounding``: ``check(answer, [(n, text), ...], question=...,
+    evidence_texts=...)`` returns a ``Grounded`` whose ``sentences`` are ``{"text", "supported",
+    "sources"}`` dicts, as the server calls it on a finished answer with the passages it gave the
+    model, the question and the sources' highlighted sentences. Each planted sentence is checked
+    as an answer of its own, against the sources as the ``sources`` event lists them; a sentence
+    the checker splits in two is supported only when both parts are.
     """
     from chat import grounding
 
     pairs = [(source["n"], source["text"], source.get("title", "")) for source in sources]
+    quoted = [mark["text"] for source in sources for mark in source.get("highlight") or []]
     verdicts = []
     for sentence in sentences:
-        checked = grounding.check(sentence, pairs)
+        checked = grounding.check(sentence, pairs, question=question, evidence_texts=quoted)
         if not checked.sentences:
             raise RuntimeError(f"chat.grounding.check returned no sentence for {sentence!r}")
         verdicts.append(all(entry["supported"] for entry in checked.sentences))
@@ -312,8 +314,12 @@ def check_sentences(sentences: Sequence[str], sources: Sequence[dict]) -> list[b
 def score_grounding(planted: Sequence[PlantedSentence], sources_for) -> dict:
     """Run the direct check on every planted sentence; ``sources_for(question id)`` gives the
     sources to check against. A failing check is reported in ``error``: the live figures stay."""
+    questions = golden.all_questions()
     try:
-        supported = [check_sentences([sentence.text], sources_for(sentence.question))[0] for sentence in planted]
+        supported = [
+            check_sentences([sentence.text], sources_for(sentence.question), questions[sentence.question].text)[0]
+            for sentence in planted
+        ]
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     result = grounding_scores(planted, [not ok for ok in supported])

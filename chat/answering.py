@@ -14,18 +14,20 @@ generation, saves the partial answer as ``stopped`` (checked like a finished one
 Steps:
 
 1. **Retrieve** only what ``user`` may read. A follow-up ("And what is its hub height?") is
-   searched together with the previous question (``retrieval_query``): no extra model call.
+   searched together with the previous question and the names the previous answer's evidence
+   gave ("How much does it cost?" after "the best-selling product was the Loop S2": the
+   Loop S2), and its evidence is looked for with those names too (``follow_up_context``,
+   ``retrieval_query``): no extra model call.
    ``FOLLOWUP_REWRITE=llm`` asks the model to rewrite it into a standalone question instead.
-   Nothing relevant — no passage above the relevance floor, or the question names something
-   (a name, code or number) that no passage mentions — the honest not-found answer is saved
-   without calling the model.
+   Nothing relevant — no passage above the relevance floor, or ``answerable`` says no — the
+   honest not-found answer is saved without calling the model.
 2. **Fewer, better passages**: passages scoring below ``ANSWER_RELATIVE_SCORE`` × the best
    one's are left out (of the prompt and of the sources shown). With
    ``PROMPT_PASSAGE_SCOPE=evidence`` the model reads only each passage's evidence sentence
    and the sentences around it (``evidence.around``).
-3. **Evidence** (``chat.evidence``): the best sentence of each passage is highlighted in
-   ``sources``, and the best one overall is sent at once as ``evidence``, before the answer
-   waits for the model.
+3. **Evidence** (``chat.evidence``, found right after retrieval): the best sentence of each
+   passage is highlighted in ``sources``, and the best one overall is sent at once as
+   ``evidence``, before the answer waits for the model.
 4. **Stream** the model's answer; the repetition guard (``chat.repetition``) ends it when the
    model starts looping and keeps what came before (``finish_reason`` ``loop``).
 5. **Check** every sentence against the sources (``chat.grounding``); supported sentences
@@ -41,6 +43,7 @@ the model's context even with no passages and no history (the caller refuses it 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,10 +86,34 @@ def is_follow_up(question: str) -> bool:
     return len(sentences.content_words(question)) <= FOLLOW_UP_MAX_WORDS or any(w in _REFERRING for w in words)
 
 
-def retrieval_query(question: str, previous: str | None) -> str:
-    """What to search for: a follow-up together with the question before it."""
+def follow_up_context(previous: str | None, previous_evidence: str = "") -> str:
+    """The names and codes the previous answer's evidence gave that its question did not ask
+    about: what "it" in a follow-up most likely is."""
+    if not previous_evidence:
+        return ""
+    asked = set(sentences.facts(previous or ""))
+    names = [
+        fact
+        for fact in sentences.facts(previous_evidence)
+        if not fact[:1].isdigit() and fact not in asked and fact not in evidence.CALENDAR
+    ]
+    return " ".join(names)
+
+
+def retrieval_query(question: str, previous: str | None, previous_evidence: str = "") -> str:
+    """What to search for: a follow-up together with the question before it and the names its
+    answer's evidence gave (``follow_up_context``)."""
     if previous and is_follow_up(question):
-        return f"{previous}\n{question}"
+        context = follow_up_context(previous, previous_evidence)
+        return f"{previous}\n{question}" + (f"\n{context}" if context else "")
+    return question
+
+
+def evidence_question(question: str, previous: str | None, previous_evidence: str = "") -> str:
+    """What the evidence must answer: a follow-up with the names of the previous answer."""
+    if previous and is_follow_up(question):
+        context = follow_up_context(previous, previous_evidence)
+        return f"{question} {context}" if context else question
     return question
 
 
@@ -104,11 +131,29 @@ def keep_relevant(hits: list) -> list:
     return [hit for hit in hits if hit.score >= floor]
 
 
+def answerable(question: str, hits: list, found: evidence.Evidence) -> bool:
+    """Whether ``hits`` can answer ``question``. Not when the question names something (a
+    name, code or number) that no passage mentions ("the Bellhaven vault" over the Zerelda
+    handbook), nor when the best evidence is weak (``Evidence.weak``) *and* the question has
+    content words no passage contains ("parental leave" over a handbook that only speaks of
+    holidays): a small model would answer about the wrong thing."""
+    if missing := evidence.missing_facts(question, hits):
+        log.info("no passage mentions %d of the question's names, codes or numbers", len(missing))
+        return False
+    if found.weak and (unmatched := evidence.unmatched_words(question, hits)):
+        log.info("weak evidence, and no passage holds %d of the question's words", len(unmatched))
+        return False
+    return True
+
+
 @database_sync_to_async
-def _history_and_previous(question: Message) -> tuple[list[tuple[str, str]], str | None]:
+def _history_and_previous(question: Message) -> tuple[list[tuple[str, str]], str | None, str]:
+    """The prompt history, the previous question and its answer's evidence sentence."""
     messages = question.conversation.messages
     previous = messages.previous_question(question)
-    return messages.prompt_history(question), previous.content if previous else None
+    if previous is None:
+        return messages.prompt_history(question), None, ""
+    return messages.prompt_history(question), previous.content, messages.previous_evidence(question)
 
 
 _save = database_sync_to_async(services.save_assistant_message)
@@ -120,6 +165,7 @@ class _Answer:
 
     conversation: Conversation
     params: llm.GenerationParams
+    question: str = ""
     owner: int | None = None  # who asked: their turn in the model's round-robin queue
     pieces: list[str] = field(default_factory=list)
     sources: list = field(default_factory=list)
@@ -152,7 +198,11 @@ class _Answer:
 
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
         pairs = [(n, str(source.text), str(source.title)) for n, source in enumerate(self.sources, start=1)]
-        checked = await embeddings.arun(grounding.check, self.text, pairs) if pairs and self.text else None
+        quoted = [mark["text"] for marks in self.highlights for mark in marks]
+        # Rule 4 of the check (the answer agrees with the evidence) needs evidence to agree with.
+        quoted = quoted if self.evidence else []
+        check = functools.partial(grounding.check, question=self.question, evidence_texts=quoted)
+        checked = await embeddings.arun(check, self.text, pairs) if pairs and self.text else None
         if checked is None:
             return await self.save(status=status), None
         return await self.save(status=status, content=checked.content, grounding=checked.sentences), checked
@@ -175,13 +225,15 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
     """Answer ``question``; see the module docstring for the events and guarantees."""
     state = _Answer(conversation=question.conversation, params=params, owner=user.pk)
     try:
-        history, previous = await _history_and_previous(question)
+        history, previous, previous_evidence = await _history_and_previous(question)
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
-        query = rewritten or retrieval_query(question.content, previous)
+        query = rewritten or retrieval_query(question.content, previous, previous_evidence)
         hits, vector = await search(user, query)
         hits = keep_relevant(hits)
-        if hits and (missing := evidence.missing_facts(question.content, hits)):
-            log.info("no passage mentions %d of the question's names, codes or numbers", len(missing))
+        asked = rewritten or evidence_question(question.content, previous, previous_evidence)
+        state.question = asked  # what the evidence answers, and the answer is checked against
+        found = await embeddings.arun(evidence.find, asked, vector, hits) if hits else None
+        if hits and not answerable(question.content, hits, found):
             hits = []
         if not hits:
             # Nothing in the knowledge base is relevant: say so honestly, without the model.
@@ -189,7 +241,7 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
             await emit(protocol.token(prompting.NOT_FOUND_ANSWER))
             state.pieces.append(prompting.NOT_FOUND_ANSWER)
             return await _done(state, emit)
-        await _generate(state, question.content, vector, hits, history, emit)
+        await _generate(state, question.content, found, hits, history, emit)
         return await _done(state, emit)
     except asyncio.CancelledError:
         # A stop that arrives while the finished answer is being saved keeps that answer as it is.
@@ -213,11 +265,10 @@ async def _done(state: _Answer, emit: Emit) -> Message:
 
 
 async def _generate(
-    state: _Answer, question: str, vector, hits: list, history: list[tuple[str, str]], emit: Emit
+    state: _Answer, question: str, found: evidence.Evidence, hits: list, history: list[tuple[str, str]], emit: Emit
 ) -> None:
     """Quote the evidence, build the prompt and stream the model's answer into ``state``."""
     engine = await llm.aget_engine()
-    found = await embeddings.arun(evidence.find, question, vector, hits)
     if settings.PROMPT_PASSAGE_SCOPE == "evidence":
         # The model reads each passage's answering sentence and its neighbours, numbered as the
         # whole passages the user sees.

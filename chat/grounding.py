@@ -26,6 +26,14 @@ The rule, for each sentence (citation markers set aside):
    when 44.9 million was the *original* budget), and so is a statement the sources never
    make although its words are all there somewhere.
 
+4. **An answer agrees with the evidence.** Given the ``question`` and the evidence sentences
+   (``chat.evidence``'s highlights), a sentence holding a new answer of the kind the question
+   asks for (``evidence.answer_kind``: a number for "how many", "when"…, a name for "who")
+   must hold at least one such value that an evidence sentence holds too, when it answers the
+   question (shares a content word with it, or is a bare value). "The answer is: 1."
+   to "How many days a week may staff work remotely?" is flagged although some source holds
+   a "1", since the sentence that answers the question says "three".
+
 The thresholds were tuned on the answer benchmark's planted wrong facts and paraphrases
 (``make bench PART=answers``, docs/benchmarks.md). Embeds through ``documents.embeddings``
 (a few dozen short texts): async callers run it with ``embeddings.arun``.
@@ -38,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chat import sentences
+from chat import evidence, sentences
 from chat.evidence import REFERRING, Embed, overlap, word_weights
 from chat.prompting import NOT_FOUND_ANSWER
 from documents import embeddings
@@ -79,8 +87,16 @@ class _Claim:
     compared: list[tuple[float, _Statement]]  # (word overlap, statement)
 
 
-def check(answer: str, sources: Sequence[tuple], embed: Embed = embeddings.embed_texts) -> Grounded:
-    """Check every sentence of ``answer`` against ``sources`` (see the module doc)."""
+def check(
+    answer: str,
+    sources: Sequence[tuple],
+    embed: Embed = embeddings.embed_texts,
+    *,
+    question: str = "",
+    evidence_texts: Sequence[str] = (),
+) -> Grounded:
+    """Check every sentence of ``answer`` against ``sources`` (see the module doc); rule 4 only
+    with a ``question`` and its ``evidence_texts``."""
     pool = [
         _Statement(n, span.text, sentences.content_words(span.text), sentences.normalised(f"{title}\n{span.text}"))
         for n, text, title in ((source[0], source[1], source[2] if len(source) > 2 else "") for source in sources)
@@ -101,6 +117,8 @@ def check(answer: str, sources: Sequence[tuple], embed: Embed = embeddings.embed
         claims.append(_Claim(index, plain, facts, ranked[:COMPARED]))
     if claims:
         _judge(claims, verdicts, embed)
+        if question and evidence_texts:
+            _agree_with_evidence(claims, verdicts, question, evidence_texts)
     checked = [
         {"text": span.text, "supported": supported, "sources": cited}
         for span, (supported, cited) in zip(spans, verdicts, strict=True)
@@ -141,6 +159,39 @@ def _judge(claims: list[_Claim], verdicts: list[tuple[bool, list[int]]], embed: 
             }
         )
         verdicts[claim.index] = (bool(backing), backing)
+
+
+def answer_values(sentence: str, kind: str | None, question: str) -> list[str]:
+    """The values of ``sentence`` (normalised, as ``sentences.facts``) that answer a question of
+    ``kind`` and that ``question`` does not hold: numbers for a number or frequency, names
+    (capitalised words, codes) for a name."""
+    asked = set(sentences.facts(question))
+    found = [fact for fact in sentences.facts(sentence) if fact not in asked]
+    if kind in ("number", "frequency"):
+        return [fact for fact in found if fact[:1].isdigit()]
+    if kind in ("name", "entity"):
+        return [fact for fact in found if not fact[:1].isdigit() and fact not in evidence.CALENDAR]
+    return []
+
+
+def _agree_with_evidence(
+    claims: list[_Claim], verdicts: list[tuple[bool, list[int]]], question: str, evidence_texts: Sequence[str]
+) -> None:
+    """Rule 4: a supported sentence answering ``question`` must share a value with the evidence."""
+    kind = evidence.answer_kind(question)
+    held = sentences.normalised(" ".join(evidence_texts))
+    asked = sentences.content_words(question)
+    for claim in claims:
+        values = answer_values(claim.text, kind, question)
+        if not verdicts[claim.index][0] or not values:
+            continue
+        # Only a sentence answering the question: it shares a word with it, or is a bare value
+        # ("The answer is: 1"). "Laptops are replaced every 4 years" is context, not an answer.
+        rest = {word for word in sentences.content_words(claim.text) if word not in values}
+        if not (rest & asked or len(rest) < MIN_CONTENT_WORDS):
+            continue
+        if values and not any(f" {value} " in held for value in values):
+            verdicts[claim.index] = (False, [])
 
 
 def _citation_for(sentence: dict) -> str:

@@ -155,6 +155,12 @@ class MessageQuerySet(models.QuerySet):
         earlier = self.filter(role=Role.USER, created__lte=before.created).exclude(pk=before.pk)
         return earlier.order_by("-created", "-pk").first()
 
+    def previous_evidence(self, before: Message) -> str:
+        """The evidence sentence quoted for the latest answer before ``before`` ("" when none)."""
+        earlier = self.filter(role=Role.ASSISTANT, created__lte=before.created).exclude(pk=before.pk)
+        evidence = earlier.order_by("-created", "-pk").values_list("evidence", flat=True).first()
+        return str((evidence or {}).get("text") or "")
+
     def prompt_history(self, before: Message) -> list[tuple[str, str]]:
         """Earlier exchanges for the prompt, oldest first, as (role, content) pairs: each question
         followed by its answer. Call it on one conversation's messages.

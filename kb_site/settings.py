@@ -307,6 +307,9 @@ if PROMPT_PASSAGE_SCOPE not in ("passage", "evidence"):
 # Answers (chat/answering.py). Passages scoring below this share of the best one's score are
 # left out of the prompt and the sources: a small model is distracted by weak passages.
 ANSWER_RELATIVE_SCORE = env_float("ANSWER_RELATIVE_SCORE", 0.75, minimum=0, maximum=1)
+# Evidence whose cosine similarity to the question is below this, and which shares few of its
+# words, is weak: with question words no passage contains, the answer is not-found.
+ANSWER_MIN_EVIDENCE = env_float("ANSWER_MIN_EVIDENCE", 0.5, minimum=-1, maximum=1)
 # Where the best passage goes in the prompt: "first", or "last" (next to the question).
 PROMPT_PASSAGE_ORDER = env_str("PROMPT_PASSAGE_ORDER", "last")
 if PROMPT_PASSAGE_ORDER not in ("first", "last"):

@@ -183,7 +183,7 @@ def test_the_grounding_adapter_checks_each_sentence_against_the_numbered_source_
 
     calls = []
 
-    def check(answer, sources):
+    def check(answer, sources, **context):
         calls.append((answer, sources))
         parts = [part for part in answer.split(". ") if part]
         return grounding.Grounded(answer, [{"text": t, "supported": "HARBOR999CB7" in t, "sources": []} for t in parts])
@@ -209,7 +209,7 @@ def test_the_real_grounding_check_flags_a_changed_code_and_keeps_the_true_senten
 def test_a_failing_grounding_check_is_reported_not_raised(monkeypatch):
     from chat import grounding
 
-    def broken(answer, sources):
+    def broken(answer, sources, **context):
         raise ValueError("contract changed")
 
     monkeypatch.setattr(grounding, "check", broken)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from channels.db import database_sync_to_async
 
-from chat import answering, evidence, llm, services
+from chat import answering, evidence, llm, sentences, services
 from chat.models import Conversation, MessageStatus
 from documents import embeddings
 from tests.chat.factories import ZORBLAX_PASSAGES, make_conversation
@@ -41,6 +41,31 @@ def test_a_follow_up_is_searched_with_the_previous_question():
     )
     assert answering.retrieval_query("Who built the Eiffel tower?", previous) == "Who built the Eiffel tower?"
     assert answering.retrieval_query("And how long does it take?", None) == "And how long does it take?"
+
+
+def test_a_follow_up_is_also_searched_with_the_names_the_previous_answers_evidence_gave():
+    previous = "What was the best-selling product in Q3?"
+    quoted = "The best-selling product in Q3 was the Loop S2, launched in March."
+    # Loop S2 is new; Q3 was asked already, March is a date and 3 a number.
+    assert answering.follow_up_context(previous, quoted) == "loop s2"
+    assert answering.follow_up_context(previous, "") == ""
+    follow_up = "How much does it cost?"
+    assert answering.retrieval_query(follow_up, previous, quoted) == f"{previous}\n{follow_up}\nloop s2"
+    assert answering.evidence_question(follow_up, previous, quoted) == "How much does it cost? loop s2"
+    standalone = "Who is the CEO of Fennick Audio?"
+    assert answering.evidence_question(standalone, previous, quoted) == standalone
+    assert answering.retrieval_query(standalone, previous, quoted) == standalone
+
+
+def test_the_previous_answers_evidence_is_read_from_the_conversation(alice):
+    conversation = services.create_conversation(alice)
+    first = services.append_user_message(conversation, "What was the best-selling product?")
+    assert conversation.messages.previous_evidence(first) == ""
+    services.save_assistant_message(
+        conversation, content="The Loop S2.", evidence={"text": "The best seller was the Loop S2.", "source": 1}
+    )
+    second = services.append_user_message(conversation, "How much does it cost?")
+    assert conversation.messages.previous_evidence(second) == "The best seller was the Loop S2."
 
 
 async def test_a_follow_up_finds_the_passage_of_the_conversations_topic(alice, zorblax_manual):
@@ -225,22 +250,149 @@ def test_names_codes_and_numbers_no_passage_mentions_are_reported():
 async def test_a_question_about_something_no_passage_names_gets_not_found_without_the_model(
     conversation_with_alice, zorblax_manual, monkeypatch
 ):
+    events, message = await _answer_without_model(
+        conversation_with_alice, monkeypatch, "How often must the Zorblax 9000 be descaled?"
+    )
+    assert [e["type"] for e in events] == ["sources", "token", "done"]
+    assert events[0]["sources"] == [] and message.content == answering.prompting.NOT_FOUND_ANSWER
+
+
+async def _answer_without_model(conversation_with_alice, monkeypatch, text: str):
+    """``(events, saved answer)`` for ``text``, failing if the model is called."""
+
     async def no_engine():
         raise AssertionError("the model must not be called")
 
     monkeypatch.setattr(llm, "aget_engine", no_engine)
     conversation, alice = conversation_with_alice
-    question = await database_sync_to_async(services.append_user_message)(
-        conversation, "How often must the Zorblax 9000 be descaled?"
-    )
+    question = await database_sync_to_async(services.append_user_message)(conversation, text)
     events = []
 
     async def emit(event):
         events.append(event)
 
     message = await answering.answer(question, llm.GenerationParams(), user=alice, emit=emit)
+    return events, message
+
+
+def test_a_documents_topic_is_its_title_and_the_question_names_most_of_its_sentences_hold():
+    texts = [
+        "The WX-7 has a rotor diameter of 136 metres. The WX-7 cuts in at 3.1 m/s.",
+        "The WX-7 cuts out above 27 m/s. Its gearbox holds 780 litres of oil.",
+        "Service visits for the WX-7 are due every six months. The tower is steel.",
+    ]
+    question = "What is the rotor diameter of the WX-7?"
+    title = sentences.content_words("windmere-spec")
+    about = evidence.topic(question, "windmere-spec", texts)
+    assert about == title | {"wx-7"}  # "rotor", "diameter": in one sentence of six, what is asked
+    assert evidence.focus(question, about) == "What is the rotor diameter of the"
+    # Too few sentences to tell what the document is about: only the title counts.
+    assert evidence.topic(question, "windmere-spec", texts[:1]) == title
+    # Common words are what is asked, however many sentences hold them.
+    many = [f"The wind speed was {n} m/s. The wind speed rose." for n in range(4)]
+    assert evidence.topic("Above which wind speed does it stop?", "spec", many) == {"spec"}
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Who leads the surgical team?", "name"),
+        ("Whose approval does a train ticket need?", "name"),
+        ("How often is the machine descaled?", "frequency"),
+        ("How many new stations will the line have?", "number"),
+        ("How much does a night in the kennel cost?", "number"),
+        ("When will the soundbar launch?", "number"),
+        ("At what temperature is the loaf baked?", "number"),
+        ("Which mill supplies the flour?", "entity"),
+        ("In which city is the new warehouse?", "entity"),
+        ("Above which wind speed does it stop?", "number"),
+        ("And what is its hub height?", "number"),
+        ("What is the access code for the vault?", None),
+    ],
+)
+def test_the_kind_of_answer_a_question_asks_for(question, kind):
+    assert evidence.answer_kind(question) == kind
+
+
+def test_a_sentence_holds_a_new_answer_of_the_kind_asked_for():
+    who = "Who leads the surgical team?"
+    assert evidence.holds_new("The surgical team is led by Dr Ingrid Maalouf.", "name", who)
+    assert not evidence.holds_new("The surgical team operates on Monday and Tuesday.", "name", who)
+    assert not evidence.holds_new("Surgery is planned in March.", "name", who)
+    many = "How many stations will the 2027 line have?"
+    assert evidence.holds_new("The line will have six new stations.", "number", many)
+    assert not evidence.holds_new("The line opens in 2027.", "number", many)  # the question's own number
+    often = "How often is the machine descaled?"
+    assert evidence.holds_new("It is descaled every 40 days.", "frequency", often)
+    assert not evidence.holds_new("Descaling takes 12 minutes.", "frequency", often)
+    assert not evidence.holds_new("It is descaled every 40 days.", None, "What does the warranty cover?")
+    which = "Which tunnel boring machine digs the Aldermoor tunnel?"
+    assert evidence.holds_new("The machine, called Greta, digs 11 metres a day.", "entity", which)
+    assert not evidence.holds_new("The Aldermoor tunnel is dug in March.", "entity", which)
+    # The document's own subject is not the answer.
+    about = {"zerelda", "harbor"}
+    assert not evidence.holds_new("The Zerelda Harbor Authority runs it.", "name", "Who runs it?", about)
+    assert evidence.holds_new("The office is run by Odalys Verhoeven.", "name", "Who runs it?", about)
+
+
+def test_a_sentence_of_the_kind_asked_for_is_preferred_to_one_that_repeats_the_question(db):
+    passages = [
+        SimpleNamespace(
+            title="kennel-faq",
+            text="Overnight stays in the kennel are possible for dogs and cats. "
+            "A night in the kennel costs 29 euros, food included.",
+        )
+    ]
+    question = "How much does a night in the kennel cost?"
+    found = evidence.find(question, embeddings.embed_query(question), passages)
+    assert found.best == ("A night in the kennel costs 29 euros, food included.", 1)
+
+
+def test_an_faq_question_is_never_quoted_as_the_evidence(db):
+    text = "How much does a night in the kennel cost? Our kennel has twelve heated rooms for pets."
+    passages = [SimpleNamespace(title="kennel-faq", text=text)]
+    question = "How much does a night in the kennel cost?"
+    found = evidence.find(question, embeddings.embed_query(question), passages)
+    assert found.best is None or "?" not in found.best[0]
+    assert all("?" not in mark["text"] for marks in found.highlights for mark in marks)
+
+
+def test_question_words_no_passage_contains_are_reported():
+    passages = [SimpleNamespace(title="brightwater-handbook", text="Full-time employees get 27 days of paid holiday.")]
+    question = "How many weeks of parental leave do Brightwater employees get?"
+    assert evidence.unmatched_words(question, passages) == sorted(map(sentences.stem, ["leave", "parental", "weeks"]))
+    # Words asking for the kind of answer ("how many", "cost", "explain") are not what is asked about.
+    assert evidence.unmatched_words("How many days of holiday do employees get?", passages) == []
+    assert evidence.unmatched_words("Explain everything about the holidays of employees.", passages) == []
+    # A word inside a longer one counts as contained ("holiday" in "holidays").
+    assert evidence.unmatched_words("Is the holiday paid?", [SimpleNamespace(text="Holidays are paid.")]) == []
+
+
+def test_weak_evidence_for_a_question_with_words_no_passage_holds_is_not_answerable(db, settings):
+    settings.ANSWER_MIN_EVIDENCE = 0.5
+    passages = [SimpleNamespace(title="Zorblax 3000 manual", text=text) for _, text in ZORBLAX_PASSAGES]
+    for question in ("How many weeks of parental leave do employees get?", "How often must the tyres be rotated?"):
+        found = evidence.find(question, embeddings.embed_query(question), passages)
+        assert found.weak, (question, found)
+        assert not answering.answerable(question, passages, found)
+    for question in ("How often must the Zorblax 3000 be descaled?", "What does the warranty cover?"):
+        found = evidence.find(question, embeddings.embed_query(question), passages)
+        assert answering.answerable(question, passages, found), (question, found)
+    # Strong evidence answers even when a word of the question is in no passage.
+    question = "How often must the Zorblax 3000 coffee machine be descaled by staff?"
+    found = evidence.find(question, embeddings.embed_query(question), passages)
+    assert not found.weak and evidence.unmatched_words(question, passages) == ["staff"]
+    assert answering.answerable(question, passages, found)
+
+
+async def test_a_question_the_passages_only_seem_to_answer_gets_not_found_without_the_model(
+    conversation_with_alice, zorblax_manual, monkeypatch
+):
+    events, message = await _answer_without_model(
+        conversation_with_alice, monkeypatch, "How many weeks of parental leave does the Zorblax 3000 give?"
+    )
     assert [e["type"] for e in events] == ["sources", "token", "done"]
-    assert events[0]["sources"] == [] and message.content == answering.prompting.NOT_FOUND_ANSWER
+    assert message.content == answering.prompting.NOT_FOUND_ANSWER
 
 
 @pytest.fixture

@@ -107,3 +107,58 @@ def test_a_name_in_the_sources_title_counts_and_a_sentence_referring_back_keeps_
 
 def verdicts_for(answer: str, sources) -> list[tuple[bool, list[int]]]:
     return [(s["supported"], s["sources"]) for s in grounding.check(answer, sources).sentences]
+
+
+REMOTE = [
+    (1, "Employees may work remotely up to three days per week. Remote work needs a secure laptop."),
+    (2, "Laptops are replaced every 4 years. Each employee gets 1 monitor."),
+]
+REMOTE_QUESTION = "How many days per week may employees work remotely?"
+REMOTE_EVIDENCE = ["Employees may work remotely up to three days per week."]
+
+
+def test_an_answer_whose_value_is_not_the_evidences_is_unsupported_though_a_source_holds_it():
+    # "1" occurs in a source, so rules 1–3 alone accept the bare answer.
+    assert grounding.check("The answer is: 1 [1].", REMOTE).sentences[0]["supported"]
+    checked = grounding.check("The answer is: 1 [1].", REMOTE, question=REMOTE_QUESTION, evidence_texts=REMOTE_EVIDENCE)
+    assert not checked.sentences[0]["supported"]
+    right = grounding.check(
+        "Employees may work remotely three days per week.",
+        REMOTE,
+        question=REMOTE_QUESTION,
+        evidence_texts=REMOTE_EVIDENCE,
+    )
+    assert right.sentences[0]["supported"] and right.sentences[0]["sources"] == [1]
+    # A sentence giving no value of the kind asked for is judged by rules 1–3 only.
+    context = grounding.check(
+        "Laptops are replaced every 4 years.", REMOTE, question=REMOTE_QUESTION, evidence_texts=REMOTE_EVIDENCE
+    )
+    assert context.sentences[0]["supported"]
+
+
+def test_a_who_answer_naming_someone_the_evidence_does_not_is_unsupported():
+    sources = [
+        (1, "The project director of the rail extension is Sunniva Halvorsen."),
+        (2, "Marta Olsen is the director of the Pellham Quay museum."),
+    ]
+    question = "Who is the project director of the rail extension?"
+    evidence = ["The project director of the rail extension is Sunniva Halvorsen."]
+    wrong = "The director is Marta Olsen."
+    assert grounding.check(wrong, sources).sentences[0]["supported"]  # source 2 says so, of another post
+    assert not grounding.check(wrong, sources, question=question, evidence_texts=evidence).sentences[0]["supported"]
+    right = "The project director is Sunniva Halvorsen."
+    assert grounding.check(right, sources, question=question, evidence_texts=evidence).sentences[0]["supported"]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kind", "values"),
+    [
+        ("The line has 6 new stations and opens in 2027.", "number", ["6"]),
+        ("It is led by Ingrid Maalouf.", "name", ["ingrid", "maalouf"]),
+        ("It is descaled every forty days.", "frequency", ["40"]),
+        ("The WX-7 is a turbine.", None, []),
+        ("The answer is: Stations, in March.", "entity", ["stations"]),
+    ],
+)
+def test_the_values_a_sentence_gives_for_the_kind_of_answer_asked(sentence, kind, values):
+    assert grounding.answer_values(sentence, kind, "How many stations will the 2027 line have?") == values
