@@ -669,8 +669,13 @@ def test_the_llm_role_serves_the_packaged_model_behind_the_api_key(tmp_path):
         )
     try:
         deadline = time.monotonic() + 120
+        role_file = tmp_path / "kb-role"  # $TMPDIR/kb-role: until it exists, the check knows no role
         while True:
             assert server.poll() is None, f"the llm role exited: {log.read_text()[-3000:]}"
+            if not role_file.exists():
+                assert time.monotonic() < deadline, "the llm role never wrote its role file"
+                time.sleep(0.1)
+                continue
             health = run([ENTRYPOINT, "healthcheck"], env=env)  # reads the role the server wrote
             if health.returncode == 0:
                 break
