@@ -52,7 +52,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import evidence, grounding, llm, prompting, protocol, repetition, sentences, services
-from chat.models import Conversation, GenerationStats, Message, MessageStatus
+from chat.models import Conversation, EarlierTurns, GenerationStats, Message, MessageStatus
 from documents import embeddings, retrieval
 
 log = logging.getLogger(__name__)
@@ -89,32 +89,22 @@ def is_follow_up(question: str) -> bool:
 def follow_up_context(previous: str | None, previous_evidence: str = "") -> str:
     """The names and codes the previous answer's evidence gave that its question did not ask
     about: what "it" in a follow-up most likely is."""
-    if not previous_evidence:
-        return ""
-    asked = set(sentences.facts(previous or ""))
-    names = [
-        fact
-        for fact in sentences.facts(previous_evidence)
-        if not fact[:1].isdigit() and fact not in asked and fact not in evidence.CALENDAR
-    ]
-    return " ".join(names)
+    return " ".join(evidence.answer_values(previous_evidence, "entity", previous or ""))
 
 
 def retrieval_query(question: str, previous: str | None, previous_evidence: str = "") -> str:
     """What to search for: a follow-up together with the question before it and the names its
     answer's evidence gave (``follow_up_context``)."""
-    if previous and is_follow_up(question):
-        context = follow_up_context(previous, previous_evidence)
-        return f"{previous}\n{question}" + (f"\n{context}" if context else "")
-    return question
+    if not previous or not is_follow_up(question):
+        return question
+    return "\n".join(filter(None, [previous, question, follow_up_context(previous, previous_evidence)]))
 
 
 def evidence_question(question: str, previous: str | None, previous_evidence: str = "") -> str:
     """What the evidence must answer: a follow-up with the names of the previous answer."""
-    if previous and is_follow_up(question):
-        context = follow_up_context(previous, previous_evidence)
-        return f"{question} {context}" if context else question
-    return question
+    if not previous or not is_follow_up(question):
+        return question
+    return " ".join(filter(None, [question, follow_up_context(previous, previous_evidence)]))
 
 
 async def search(user, query: str):
@@ -147,13 +137,8 @@ def answerable(question: str, hits: list, found: evidence.Evidence) -> bool:
 
 
 @database_sync_to_async
-def _history_and_previous(question: Message) -> tuple[list[tuple[str, str]], str | None, str]:
-    """The prompt history, the previous question and its answer's evidence sentence."""
-    messages = question.conversation.messages
-    previous = messages.previous_question(question)
-    if previous is None:
-        return messages.prompt_history(question), None, ""
-    return messages.prompt_history(question), previous.content, messages.previous_evidence(question)
+def _earlier_turns(question: Message) -> EarlierTurns:
+    return question.conversation.messages.earlier_turns(question)
 
 
 _save = database_sync_to_async(services.save_assistant_message)
@@ -198,9 +183,8 @@ class _Answer:
 
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
         pairs = [(n, str(source.text), str(source.title)) for n, source in enumerate(self.sources, start=1)]
-        quoted = [mark["text"] for marks in self.highlights for mark in marks]
         # Rule 4 of the check (the answer agrees with the evidence) needs evidence to agree with.
-        quoted = quoted if self.evidence else []
+        quoted = [mark["text"] for marks in self.highlights for mark in marks] if self.evidence else []
         check = functools.partial(grounding.check, question=self.question, evidence_texts=quoted)
         checked = await embeddings.arun(check, self.text, pairs) if pairs and self.text else None
         if checked is None:
@@ -225,7 +209,8 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
     """Answer ``question``; see the module docstring for the events and guarantees."""
     state = _Answer(conversation=question.conversation, params=params, owner=user.pk)
     try:
-        history, previous, previous_evidence = await _history_and_previous(question)
+        earlier = await _earlier_turns(question)
+        previous, previous_evidence = earlier.previous_question, earlier.previous_evidence
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
         query = rewritten or retrieval_query(question.content, previous, previous_evidence)
         hits, vector = await search(user, query)
@@ -241,7 +226,7 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
             await emit(protocol.token(prompting.NOT_FOUND_ANSWER))
             state.pieces.append(prompting.NOT_FOUND_ANSWER)
             return await _done(state, emit)
-        await _generate(state, question.content, found, hits, history, emit)
+        await _generate(state, question.content, found, hits, earlier.history, emit)
         return await _done(state, emit)
     except asyncio.CancelledError:
         # A stop that arrives while the finished answer is being saved keeps that answer as it is.

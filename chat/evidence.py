@@ -198,26 +198,39 @@ def answer_kind(question: str) -> str | None:
     return None
 
 
+def answer_values(sentence: str, kind: str | None, question: str, about: set[str] = frozenset()) -> list[str]:
+    """The values of ``sentence`` (normalised, as ``sentences.facts``) that could answer a
+    question of ``kind`` and that ``question`` does not hold: numbers for a number or frequency;
+    names and codes — not months or days, not words of the document's topic ``about`` — for a
+    name or entity."""
+    asked = set(sentences.facts(question))
+    found = [fact for fact in sentences.facts(sentence) if fact not in asked]
+    if kind in ("number", "frequency"):
+        return [fact for fact in found if fact[:1].isdigit()]
+    if kind in ("name", "entity"):
+        return [
+            fact
+            for fact in found
+            if not fact[:1].isdigit() and fact not in CALENDAR and sentences.stem(fact) not in about
+        ]
+    return []
+
+
 def holds_new(sentence: str, kind: str | None, question: str, about: set[str] = frozenset()) -> bool:
     """Whether ``sentence`` holds an answer of ``kind`` (``answer_kind``) that ``question`` does
-    not already contain: a number (a frequency also needs "every", "per", "daily" …), or a
-    name — two or more capitalised words in a row, not opening the sentence, not a month or day,
-    not a word of the document's topic ``about`` ("Zerelda Harbor Authority" names the
-    handbook's subject, not who holds a post); for an entity, one such name or a code will do."""
-    if kind is None:
+    not already contain (``answer_values``): a number (a frequency also needs "every", "per",
+    "daily" …); for an entity, a name or code; for a name, two or more capitalised words in a
+    row, not opening the sentence ("Zerelda Harbor Authority" names the handbook's subject,
+    ``about``, not who holds a post)."""
+    values = answer_values(sentence, kind, question, about)
+    if kind == "number" or kind == "entity":
+        return bool(values)
+    if kind == "frequency":
+        said = {word.lower() for word in sentences.words(sentence)}
+        return bool(said & _FREQUENCY_WORDS) and (bool(values) or bool(said & {"daily", "weekly", "monthly"}))
+    if kind != "name" or not values:
         return False
     asked = set(sentences.facts(question))
-    if kind in ("number", "frequency"):
-        numbers = [fact for fact in sentences.facts(sentence) if fact[:1].isdigit() and fact not in asked]
-        if kind == "number":
-            return bool(numbers)
-        said = {word.lower() for word in sentences.words(sentence)}
-        return bool(said & _FREQUENCY_WORDS) and (bool(numbers) or bool(said & {"daily", "weekly", "monthly"}))
-    if kind == "entity":
-        return any(
-            fact not in asked and fact not in CALENDAR and not fact[:1].isdigit() and sentences.stem(fact) not in about
-            for fact in sentences.facts(sentence)
-        )
     tokens = sentences.words(sentence)
     run = 0
     for index, word in enumerate(tokens):

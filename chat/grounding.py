@@ -161,19 +161,6 @@ def _judge(claims: list[_Claim], verdicts: list[tuple[bool, list[int]]], embed: 
         verdicts[claim.index] = (bool(backing), backing)
 
 
-def answer_values(sentence: str, kind: str | None, question: str) -> list[str]:
-    """The values of ``sentence`` (normalised, as ``sentences.facts``) that answer a question of
-    ``kind`` and that ``question`` does not hold: numbers for a number or frequency, names
-    (capitalised words, codes) for a name."""
-    asked = set(sentences.facts(question))
-    found = [fact for fact in sentences.facts(sentence) if fact not in asked]
-    if kind in ("number", "frequency"):
-        return [fact for fact in found if fact[:1].isdigit()]
-    if kind in ("name", "entity"):
-        return [fact for fact in found if not fact[:1].isdigit() and fact not in evidence.CALENDAR]
-    return []
-
-
 def _agree_with_evidence(
     claims: list[_Claim], verdicts: list[tuple[bool, list[int]]], question: str, evidence_texts: Sequence[str]
 ) -> None:
@@ -182,7 +169,7 @@ def _agree_with_evidence(
     held = sentences.normalised(" ".join(evidence_texts))
     asked = sentences.content_words(question)
     for claim in claims:
-        values = answer_values(claim.text, kind, question)
+        values = evidence.answer_values(claim.text, kind, question)
         if not verdicts[claim.index][0] or not values:
             continue
         # Only a sentence answering the question: it shares a word with it, or is a bare value
@@ -190,7 +177,7 @@ def _agree_with_evidence(
         rest = {word for word in sentences.content_words(claim.text) if word not in values}
         if not (rest & asked or len(rest) < MIN_CONTENT_WORDS):
             continue
-        if values and not any(f" {value} " in held for value in values):
+        if not any(f" {value} " in held for value in values):
             verdicts[claim.index] = (False, [])
 
 

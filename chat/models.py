@@ -150,38 +150,48 @@ class MessageQuerySet(models.QuerySet):
         citations = Citation.objects.for_reader(reader).order_by("n")
         return self.prefetch_related(Prefetch("citations", queryset=citations))
 
-    def previous_question(self, before: Message) -> Message | None:
-        """The question asked just before ``before`` among these messages."""
-        earlier = self.filter(role=Role.USER, created__lte=before.created).exclude(pk=before.pk)
-        return earlier.order_by("-created", "-pk").first()
+    def earlier_turns(self, before: Message) -> EarlierTurns:
+        """What a new question's answer needs of the conversation before it, in one query. Call
+        it on one conversation's messages.
 
-    def previous_evidence(self, before: Message) -> str:
-        """The evidence sentence quoted for the latest answer before ``before`` ("" when none)."""
-        earlier = self.filter(role=Role.ASSISTANT, created__lte=before.created).exclude(pk=before.pk)
-        evidence = earlier.order_by("-created", "-pk").values_list("evidence", flat=True).first()
-        return str((evidence or {}).get("text") or "")
-
-    def prompt_history(self, before: Message) -> list[tuple[str, str]]:
-        """Earlier exchanges for the prompt, oldest first, as (role, content) pairs: each question
-        followed by its answer. Call it on one conversation's messages.
-
-        Only answers worth imitating are replayed: stopped and failed answers, answers the
-        repetition guard cut, and answers most of whose sentences the sources do not support
-        are left out with their questions, so the model never copies a broken reply.
+        ``history``: earlier exchanges for the prompt, oldest first, as (role, content) pairs:
+        each question followed by its answer. Only answers worth imitating are replayed: stopped
+        and failed answers, answers the repetition guard cut, and answers most of whose
+        sentences the sources do not support are left out with their questions, so the model
+        never copies a broken reply. ``previous_question``: the question asked just before
+        ``before`` (``None`` for the first). ``previous_evidence``: the evidence sentence quoted
+        for the latest answer ("" when none).
         """
         earlier = list(
             self.filter(created__lte=before.created)
             .exclude(pk=before.pk)
             .order_by("created", "pk")
-            .values_list("role", "content", "status", "finish_reason", "grounding")
+            .values_list("role", "content", "status", "finish_reason", "grounding", "evidence")
         )
         history: list[tuple[str, str]] = []
-        for (role, question, *_), (next_role, answer, status, finish, grounding) in zip(
+        for (role, question, *_), (next_role, answer, status, finish, grounding, _) in zip(
             earlier, earlier[1:], strict=False
         ):
             if role == Role.USER and next_role == Role.ASSISTANT and _worth_replaying(status, finish, grounding):
                 history += [("user", question), ("assistant", answer)]
-        return history
+        questions = [row[1] for row in earlier if row[0] == Role.USER]
+        answers = [row[5] for row in earlier if row[0] == Role.ASSISTANT]
+        return EarlierTurns(
+            history=history,
+            previous_question=questions[-1] if questions else None,
+            previous_evidence=str((answers[-1] or {}).get("text") or "") if answers else "",
+        )
+
+    def prompt_history(self, before: Message) -> list[tuple[str, str]]:
+        """``earlier_turns(before).history``."""
+        return self.earlier_turns(before).history
+
+
+@dataclass(frozen=True)
+class EarlierTurns:
+    history: list[tuple[str, str]]
+    previous_question: str | None
+    previous_evidence: str
 
 
 def _worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:

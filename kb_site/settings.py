@@ -314,8 +314,9 @@ ANSWER_MIN_EVIDENCE = env_float("ANSWER_MIN_EVIDENCE", 0.5, minimum=-1, maximum=
 PROMPT_PASSAGE_ORDER = env_str("PROMPT_PASSAGE_ORDER", "last")
 if PROMPT_PASSAGE_ORDER not in ("first", "last"):
     raise ImproperlyConfigured(f"PROMPT_PASSAGE_ORDER must be 'first' or 'last', got {PROMPT_PASSAGE_ORDER!r}")
-# How a follow-up question is searched: "context" (with the previous question, no model call)
-# or "llm" (the model rewrites it into a standalone question first; for bigger models).
+# How a follow-up question is searched: "context" (with the previous question and the names its
+# answer's evidence gave, no model call) or "llm" (the model rewrites it into a standalone
+# question first; for bigger models).
 FOLLOWUP_REWRITE = env_str("FOLLOWUP_REWRITE", "context")
 if FOLLOWUP_REWRITE not in ("context", "llm"):
     raise ImproperlyConfigured(f"FOLLOWUP_REWRITE must be 'context' or 'llm', got {FOLLOWUP_REWRITE!r}")

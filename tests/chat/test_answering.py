@@ -60,12 +60,12 @@ def test_a_follow_up_is_also_searched_with_the_names_the_previous_answers_eviden
 def test_the_previous_answers_evidence_is_read_from_the_conversation(alice):
     conversation = services.create_conversation(alice)
     first = services.append_user_message(conversation, "What was the best-selling product?")
-    assert conversation.messages.previous_evidence(first) == ""
+    assert conversation.messages.earlier_turns(first).previous_evidence == ""
     services.save_assistant_message(
         conversation, content="The Loop S2.", evidence={"text": "The best seller was the Loop S2.", "source": 1}
     )
     second = services.append_user_message(conversation, "How much does it cost?")
-    assert conversation.messages.previous_evidence(second) == "The best seller was the Loop S2."
+    assert conversation.messages.earlier_turns(second).previous_evidence == "The best seller was the Loop S2."
 
 
 async def test_a_follow_up_finds_the_passage_of_the_conversations_topic(alice, zorblax_manual):

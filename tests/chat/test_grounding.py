@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat import grounding
+from chat import evidence, grounding
 
 SOURCES = [
     (
@@ -142,12 +142,12 @@ def test_a_who_answer_naming_someone_the_evidence_does_not_is_unsupported():
         (2, "Marta Olsen is the director of the Pellham Quay museum."),
     ]
     question = "Who is the project director of the rail extension?"
-    evidence = ["The project director of the rail extension is Sunniva Halvorsen."]
+    quoted = ["The project director of the rail extension is Sunniva Halvorsen."]
     wrong = "The director is Marta Olsen."
     assert grounding.check(wrong, sources).sentences[0]["supported"]  # source 2 says so, of another post
-    assert not grounding.check(wrong, sources, question=question, evidence_texts=evidence).sentences[0]["supported"]
+    assert not grounding.check(wrong, sources, question=question, evidence_texts=quoted).sentences[0]["supported"]
     right = "The project director is Sunniva Halvorsen."
-    assert grounding.check(right, sources, question=question, evidence_texts=evidence).sentences[0]["supported"]
+    assert grounding.check(right, sources, question=question, evidence_texts=quoted).sentences[0]["supported"]
 
 
 @pytest.mark.parametrize(
@@ -161,4 +161,4 @@ def test_a_who_answer_naming_someone_the_evidence_does_not_is_unsupported():
     ],
 )
 def test_the_values_a_sentence_gives_for_the_kind_of_answer_asked(sentence, kind, values):
-    assert grounding.answer_values(sentence, kind, "How many stations will the 2027 line have?") == values
+    assert evidence.answer_values(sentence, kind, "How many stations will the 2027 line have?") == values
