@@ -22,7 +22,8 @@ Steps:
    Nothing relevant — no passage above the relevance floor, or ``answerable`` says no — the
    honest not-found answer is saved without calling the model.
 2. **Fewer, better passages**: passages scoring below ``ANSWER_RELATIVE_SCORE`` × the best
-   one's are left out (of the prompt and of the sources shown). With
+   one's are left out (of the prompt and of the sources shown), except one of the same
+   documents holding the only answer of the kind asked (``with_best_evidence``). With
    ``PROMPT_PASSAGE_SCOPE=evidence`` the model reads only each passage's evidence sentence
    and the sentences around it (``evidence.around``).
 3. **Evidence** (``chat.evidence``, found right after retrieval): the best sentence of each
@@ -121,6 +122,18 @@ def keep_relevant(hits: list) -> list:
     return [hit for hit in hits if hit.score >= floor]
 
 
+def with_best_evidence(hits: list, relevant: int, found: evidence.Evidence) -> tuple[list, evidence.Evidence]:
+    """The first ``relevant`` of ``hits`` (``keep_relevant``), and the hit holding the best
+    evidence (``found``, over all of ``hits``) when it ranks below them: a whole passage ranks
+    by everything it says, its evidence by the one sentence that answers. "Who must approve
+    flights for Brightwater employees?" ranks a handbook's introduction far above its travel
+    rules, but the travel rules say who."""
+    kept = list(range(relevant))
+    if found.best is not None and found.best[1] > relevant:
+        kept.append(found.best[1] - 1)
+    return [hits[index] for index in kept], found.only(kept)
+
+
 def answerable(question: str, hits: list, found: evidence.Evidence) -> bool:
     """Whether ``hits`` can answer ``question``. Not when the question names something (a
     name, code or number) that no passage mentions ("the Bellhaven vault" over the Zerelda
@@ -214,10 +227,12 @@ async def answer(question: Message, params: llm.GenerationParams, *, user, emit:
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
         query = rewritten or retrieval_query(question.content, previous, previous_evidence)
         hits, vector = await search(user, query)
-        hits = keep_relevant(hits)
         asked = rewritten or evidence_question(question.content, previous, previous_evidence)
         state.question = asked  # what the evidence answers, and the answer is checked against
-        found = await embeddings.arun(evidence.find, asked, vector, hits) if hits else None
+        if hits:
+            relevant = len(keep_relevant(hits))
+            found = await embeddings.arun(functools.partial(evidence.find, relevant=relevant), asked, vector, hits)
+            hits, found = with_best_evidence(hits, relevant, found)
         if hits and not answerable(question.content, hits, found):
             hits = []
         if not hits:

@@ -118,6 +118,14 @@ class Evidence:
     similarity: float = 0.0
     lexical: float = 0.0
 
+    def only(self, kept: Sequence[int]) -> Evidence:
+        """This evidence for the passages at the 0-based indices ``kept`` (in that order), which
+        must include the best one's."""
+        best = self.best
+        if best is not None:
+            best = (best[0], list(kept).index(best[1] - 1) + 1)
+        return Evidence([self.highlights[i] for i in kept], best, self.similarity, self.lexical)
+
     @property
     def weak(self) -> bool:
         """Whether the best sentence is neither close in meaning nor in words to the question."""
@@ -249,8 +257,19 @@ def holds_new(sentence: str, kind: str | None, question: str, about: set[str] = 
     return False
 
 
-def find(question: str, question_vector, passages: Sequence, embed: Embed = embeddings.embed_texts) -> Evidence:
-    """The evidence in ``passages`` for ``question`` (see the module doc)."""
+def find(
+    question: str,
+    question_vector,
+    passages: Sequence,
+    embed: Embed = embeddings.embed_texts,
+    *,
+    relevant: int | None = None,
+) -> Evidence:
+    """The evidence in ``passages`` for ``question`` (see the module doc). With ``relevant``,
+    only the first ``relevant`` passages count at first: they alone tell a document's topic
+    (a document with none among them is told by its own), and ``best`` is theirs unless none
+    of them holds an answer of the kind asked while a later passage of one of their documents
+    does (its best sentence then)."""
     candidates = [
         _Candidate(index, span, sentences.content_words(span.text))
         for index, passage in enumerate(passages)
@@ -258,8 +277,17 @@ def find(question: str, question_vector, passages: Sequence, embed: Embed = embe
     ]
     # Each document's topic gives the question's focus once, for both the words and the embedding.
     titles = [str(getattr(passage, "title", "")) for passage in passages]
+    telling = titles[:relevant] if relevant is not None else titles
     topics = {
-        title: topic(question, title, [str(p.text) for p, t in zip(passages, titles, strict=True) if t == title])
+        title: topic(
+            question,
+            title,
+            [
+                str(p.text)
+                for index, (p, t) in enumerate(zip(passages, titles, strict=True))
+                if t == title and (index < len(telling) or title not in telling)
+            ],
+        )
         for title in set(titles)
     }
     focused = {index: focus(question, topics[title]) for index, title in enumerate(titles)}
@@ -283,7 +311,13 @@ def find(question: str, question_vector, passages: Sequence, embed: Embed = embe
             best_per_passage[candidate.passage] = candidate
     for index, candidate in best_per_passage.items():
         highlights[index] = [candidate.span.as_dict()]
-    best = max(best_per_passage.values(), key=lambda c: c.score, default=None)
+    relevant = len(passages) if relevant is None else relevant
+    best = max((c for c in best_per_passage.values() if c.passage < relevant), key=lambda c: c.score, default=None)
+    if kind is not None and (best is None or not best.kind_bonus):
+        # The relevant passages hold no answer of the kind asked: a lower-ranked passage of
+        # the same documents may.
+        later = [c for c in best_per_passage.values() if c.kind_bonus and titles[c.passage] in telling]
+        best = max(later, key=lambda c: c.score, default=best)
     if best is None:
         return Evidence(highlights, None)
     if best.similarity < settings.RETRIEVAL_MIN_SIMILARITY:

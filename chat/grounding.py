@@ -19,7 +19,7 @@ The rule, for each sentence (citation markers set aside):
    the one before it when it opens with "It", "Its"...) that matches it best — by the share of
    its content words found there, and by MiniLM embedding similarity.
 3. **That statement must say it.** It must hold every number (number words count as
-   digits), code and name of the sentence (``chat.sentences.facts``), and be close enough:
+   digits), code, name and address of the sentence (``chat.sentences.facts``), and be close enough:
    cosine similarity at least ``MIN_SIMILARITY``, or ``MIN_OVERLAP`` of the sentence's content
    words. Statements scoring within ``MARGIN`` of the best count too. So a wrong value is
    caught even when it occurs elsewhere in the sources ("the revised budget is 44.9 million"

@@ -17,7 +17,9 @@ Contract:
   crudely stemmed), for lexical overlap.
 - ``facts(text)`` are the checkable tokens of a sentence: numbers (number words up to a
   hundred count as digits), codes mixing letters and digits, and capitalised names that do
-  not start the sentence — each normalised so that ``fact in normalised(source)`` tests it.
+  not start the sentence, and e-mail and web addresses as wholes — each normalised so that
+  ``fact in normalised(source)`` tests it ("person@brightwater.example" is not backed by a
+  source that only gives "people@brightwater.example", though both words occur there).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ _HEADING_MAX_CHARS = 60
 # separator ("1,250"). Each repetition starts with a character the word part cannot match.
 _WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+|,\d{3}(?!\d))*")
 _CITATION = re.compile(r"\[\d{1,3}\]")
+# An e-mail or web address; each repetition starts with a character the part before cannot match.
+_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\bhttps?://[^\s<>()\[\]]+")
 
 _STOP_WORDS_TEXT = """a about above after again against all also am an and any are as at be because been
 before being below between both but by can could did do does doing down during each either every few for from
@@ -230,8 +234,8 @@ def _is_number(token: str) -> bool:
 
 def facts(text: str) -> list[str]:
     """The checkable tokens of one sentence, normalised (see the module doc)."""
-    found: list[str] = []
     text = strip_citations(text)
+    found = [normalised(address.rstrip(".,;:!?")).strip() for address in _ADDRESS.findall(text)]
     marker = _LIST_ITEM.match(text)
     tokens = words(text[marker.end() :] if marker else text)
     for index, word in enumerate(tokens):

@@ -94,6 +94,48 @@ def test_evidence_is_the_sentence_that_answers_the_question_in_each_passage(db):
     assert all(len(marks) == 1 for marks in found.highlights)  # every passage has its best sentence
 
 
+HANDBOOK = [
+    (
+        "Handbook",
+        "This handbook explains the day-to-day rules for everyone employed by Brightwater Analytics. "
+        "It covers holidays, travel and expenses.",
+    ),
+    (
+        "Handbook",
+        "Book travel through the travel desk. Flights always need approval from the finance director, Henrike Osei.",
+    ),
+    ("Rail report", "The works at Tanner's Row were approved by Millrace Council in March."),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "kept", "best"),
+    [
+        # The relevant passage holds no name: the later passage of the same document that does is kept.
+        ("Who must approve flights for Brightwater employees?", [0, 1], 2),
+        # The relevant passage holds a number, the kind asked: nothing later is looked at.
+        ("How many days of holiday do Brightwater employees get?", [0], None),
+    ],
+)
+def test_a_lower_passage_of_a_relevant_document_is_kept_when_only_it_answers(db, question, kept, best):
+    passages = [
+        SimpleNamespace(title=title, text=text, score=score)
+        for (title, text), score in zip(HANDBOOK, (0.8, 0.45, 0.4), strict=True)
+    ]
+    if "How many" in question:
+        passages[0].text += " Employees get 27 days of paid holiday per year."
+    relevant = len(answering.keep_relevant(passages))
+    assert relevant == 1
+    found = evidence.find(question, embeddings.embed_query(question), passages, relevant=relevant)
+    hits, found = answering.with_best_evidence(passages, relevant, found)
+    assert hits == [passages[index] for index in kept]
+    assert len(found.highlights) == len(kept)
+    if best is not None:
+        assert found.best == ("Flights always need approval from the finance director, Henrike Osei.", best)
+    else:
+        assert found.best is not None and found.best[1] == 1 and "27 days" in found.best[0]
+
+
 def test_no_evidence_is_quoted_when_nothing_is_close_to_the_question(db):
     passages = [SimpleNamespace(text=text) for _, text in ZORBLAX_PASSAGES]
     question = "Who painted the ceiling of the Sistine Chapel?"

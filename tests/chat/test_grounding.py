@@ -51,6 +51,14 @@ def test_sentences_with_a_wrong_or_missing_fact_are_unsupported(sentence):
     assert verdicts(sentence) == [(False, [])]
 
 
+def test_an_address_the_sources_do_not_give_is_unsupported_though_its_words_occur():
+    sources = [(1, "Questions about anything here go to the people team at people@brightwater.example.")]
+    checked = grounding.check("Ask the people team at person@brightwater.example [1].", sources)
+    assert [s["supported"] for s in checked.sentences] == [False]
+    checked = grounding.check("Ask the people team at people@brightwater.example [1].", sources)
+    assert [s["supported"] for s in checked.sentences] == [True]
+
+
 def test_facts_must_all_occur_in_one_source():
     # 40 days is in source 1, HARBOR999CB7 in source 3: no single source says both.
     assert verdicts("The code HARBOR999CB7 must be changed every 40 days.") == [(False, [])]

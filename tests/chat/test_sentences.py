@@ -92,6 +92,19 @@ def test_facts_are_numbers_codes_and_names_not_the_first_word():
     assert sentences.facts("Ask Dr. Smith.") == ["smith"]
 
 
+def test_addresses_are_one_fact_each_so_a_changed_address_is_not_backed_by_its_parts():
+    held = sentences.normalised("Questions go to the people team at people@brightwater.example.")
+    assert sentences.facts("Write to people@brightwater.example [1].") == ["people brightwater.example"]
+    assert all(f" {fact} " in held for fact in sentences.facts("Write to people@brightwater.example."))
+    assert not all(f" {fact} " in held for fact in sentences.facts("Ask the person at person@brightwater.example."))
+    assert sentences.facts("See https://kb.example/docs/setup.") == ["https kb.example docs setup"]
+
+
+def test_address_facts_are_linear_on_long_words():
+    code = "from chat import sentences; sentences.facts('a' * 1_000_000); sentences.facts('a.' * 500_000 + '@')"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
 def test_number_words_and_digits_are_the_same_fact():
     assert " 3 years " in sentences.normalised("The warranty lasts three years.")
     assert all(f" {fact} " in sentences.normalised("It lasts 3 years.") for fact in sentences.facts("Three years."))
