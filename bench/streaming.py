@@ -125,17 +125,16 @@ def _ingest(user, corpus: list[dict], relevant: list[dict]) -> None:
     wanted = set().union(*relevant)
     chosen = [entry for entry in corpus if entry["_id"] in wanted]
     chosen += [entry for entry in corpus if entry["_id"] not in wanted][:EXTRA_DOCUMENTS]
-    queued: list[tuple[int, int]] = []
-    with mock.patch.object(services, "_queue_ingestion", lambda doc_id, gen: queued.append((doc_id, gen))):
+    with mock.patch.object(services, "request_ingestion", lambda: None):
         for entry in progress(chosen, desc="streaming: knowledge base", unit="doc"):
-            services.upload_document(
+            document, _ = services.upload_document(
                 user,
                 file_name=f"{FILE_PREFIX}{entry['_id']}.txt",
                 data=document_bytes(entry),
                 title=entry["title"].strip()[:300],
                 visibility=Visibility.PRIVATE,
             )
-            tasks.ingest_document(*queued.pop())
+            tasks.ingest_document(document.pk, document.ingest_generation)
 
 
 def _messages(user, question: str, raw) -> list[dict]:

@@ -375,3 +375,18 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.ordinal}"
+
+
+class IngestionRequest(models.Model):
+    """One row saying whether an ``ingest_pending`` run is queued and has not started yet
+    (``documents.services.request_ingestion``): uploads then queue no other, so a thousand
+    uploads cost a handful of queued tasks, not a thousand."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    wanted = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "documents_ingestion_request"
+
+    def __str__(self) -> str:
+        return "ingestion requested" if self.wanted else "no ingestion requested"

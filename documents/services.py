@@ -14,7 +14,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
 from django.template.defaultfilters import filesizeformat
 
@@ -24,6 +24,7 @@ from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Document, DocumentFile, 
 log = logging.getLogger(__name__)
 
 INGEST_TASK = "documents.tasks.ingest_document"
+INGEST_PENDING_TASK = "documents.tasks.ingest_pending"
 GROUPS_REQUIRED = "Choose at least one group to share the document with."
 
 
@@ -90,6 +91,7 @@ def upload_document(
                     return existing, False
                 check_quota(owner, len(data))
             document = Document.objects.create(
+                ingest_generation=1,
                 owner=owner,
                 title=title or _title_from(name),
                 original_name=name,
@@ -101,7 +103,7 @@ def upload_document(
             DocumentFile.objects.create(document=document, data=data)
             if groups:
                 document.groups.set(groups)
-            start_ingestion(document)
+            transaction.on_commit(request_ingestion)
     except IntegrityError:
         # The same bytes arrived twice at once: the other request created the document.
         existing = Document.objects.filter(owner=owner, sha256=sha256).first()
@@ -204,14 +206,34 @@ def start_ingestion(document: Document) -> None:
                 "updated",
             ]
         )
-        generation = document.ingest_generation
-        document_id = document.pk
-        transaction.on_commit(lambda: _queue_ingestion(document_id, generation))
-    log.info("queued ingestion of document %s (generation %d)", document_id, generation)
+        transaction.on_commit(request_ingestion)
+    log.info("queued ingestion of document %s (generation %d)", document.pk, document.ingest_generation)
+
+
+# Sets the one row's flag; a row comes back only when it was not set (or did not exist).
+_REQUEST_INGESTION = (
+    "INSERT INTO documents_ingestion_request (id, wanted) VALUES (1, true) "
+    "ON CONFLICT (id) DO UPDATE SET wanted = true WHERE documents_ingestion_request.wanted = false "
+    "RETURNING id"
+)
+
+
+def request_ingestion() -> None:
+    """Queue an ``ingest_pending`` run for the pending documents (call it once they are
+    committed), unless one is queued and has not started yet: that one will find them. The
+    run clears the flag as it starts (``documents.tasks.ingest_pending``)."""
+    from django_q.tasks import async_task
+
+    with connection.cursor() as cursor:
+        cursor.execute(_REQUEST_INGESTION)
+        requested = cursor.fetchone() is not None
+    if requested:
+        async_task(INGEST_PENDING_TASK, task_name="ingest pending documents")
 
 
 def _queue_ingestion(document_id: int, generation: int) -> None:
-    """Queue ``ingest_document(document_id, generation)`` (call it once the generation is committed)."""
+    """Queue ``ingest_document(document_id, generation)``: one document, processed alone (the
+    sweep's recovered documents; call it once the generation is committed)."""
     from django_q.tasks import async_task
 
     async_task(INGEST_TASK, document_id, generation, task_name=f"ingest document {document_id} #{generation}")

@@ -1,15 +1,21 @@
 """Background work for documents: ingestion in batches, under leases (django-q2 tasks, queued
 by ``documents.services``).
 
-**Batches across documents.** Every upload or re-index queues ``ingest_document(id,
-generation)``. A run claims that document and then, while its budget allows, more pending
-documents, oldest first (``SELECT … FOR UPDATE SKIP LOCKED``, so runs on several workers never
-claim the same one): up to ``INGEST_BATCH_DOCUMENTS`` documents or ``INGEST_BATCH_CHUNKS``
-chunks. It reads and chunks each, then embeds the chunks of all of them together, in calls of
-several ``EMBEDDING_BATCH_SIZE`` batches, so a thousand one-paragraph documents cost about as
-many encode calls as one long one. Each document is written in its own transaction as soon as
-its last vector is computed. A queued task whose document another run has claimed or finished
-returns quietly.
+**The pending documents are the queue.** An upload or re-index marks its document pending and,
+once committed, calls ``request_ingestion``, which queues one ``ingest_pending`` run unless one
+is already queued and has not started (a one-row flag, ``IngestionRequest``): a thousand
+uploads cost a handful of queued tasks, not a thousand. A run clears the flag, claims the
+oldest pending document and then more, oldest first (``SELECT … FOR UPDATE SKIP LOCKED``, so
+runs on several workers never claim the same one): up to ``INGEST_BATCH_DOCUMENTS`` documents
+or ``INGEST_BATCH_CHUNKS`` chunks; with its batch claimed, it queues the next run while more
+are pending, which another worker can start at once. It reads and chunks each document, then
+embeds the chunks of all of them together, in calls of several ``EMBEDDING_BATCH_SIZE``
+batches, so a thousand one-paragraph documents cost about as many encode calls as one long
+one. After each call, the documents whose last vector it computed are written together, in
+one transaction (one insert for all their chunks), and the progress of the others in one
+statement. ``ingest_document(id, generation)`` processes one document alone (the sweep queues
+it for a document whose run was lost); it returns quietly when another run has claimed or
+finished that document.
 
 **Exactly one chunk set.** Every write checks the generation the run claimed (see
 ``ingest_document``); a document re-queued or deleted meanwhile is left alone.
@@ -33,23 +39,27 @@ the memory of the killed cluster, which django-q2 hands out again only after ``Q
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
+import operator
 import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from documents import chunking, embeddings
 from documents.extraction import ExtractionError, extract
-from documents.models import Chunk, Document, DocumentFile, Status
+from documents.models import Chunk, Document, DocumentFile, IngestionRequest, Status
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +74,6 @@ WORKER_LOST = (
 )
 FILE_MISSING = "the uploaded file is missing — upload it again"
 
-INGEST_PENDING_TASK = "documents.tasks.ingest_pending"
 # One encode call takes this many EMBEDDING_BATCH_SIZE batches: the backend can sort them by
 # length (less padding) and the per-call overhead is shared, while progress is still written
 # after every call, so a long document's bar moves and a killed run loses little.
@@ -73,10 +82,6 @@ _BATCHES_PER_CALL = 8
 _CLAIM_GROUP = 16
 # Documents the sweep recovers per transaction (it runs again a few seconds later).
 _SWEEP_LIMIT = 100
-
-
-class _Superseded(Exception):
-    """The document was deleted or re-queued while this run worked; stop without writing."""
 
 
 @dataclass(eq=False)  # compared and hashed by identity: one object per claimed document
@@ -131,16 +136,23 @@ def ingest_document(document_id: int, generation: int | None = None) -> None:
 
 
 def ingest_pending() -> None:
-    """Ingest the oldest pending documents, whichever task was queued for them; queue itself
-    again while more are pending. Queued by the watch for documents whose own tasks cannot be
-    delivered soon (see the module docstring); harmless when they can."""
+    """Ingest the oldest pending documents, as one batch. Queued by ``request_ingestion``
+    (uploads and re-index) and by the watch (see the module docstring). It clears the request
+    flag first, so documents committed from then on queue a new run; and once it has claimed
+    its batch, it queues the next run itself while more are pending, which another worker can
+    start at once."""
+    from documents.services import request_ingestion
+
+    IngestionRequest.objects.update(wanted=False)
     run = _Run()
     first = _claim_oldest(run)
     if first is None:
         return
-    _process(run, first)
-    if Document.objects.filter(status=Status.PENDING).exists():
-        _queue_ingest_pending()
+    _process(run, first, claimed=lambda: _pending_exist() and request_ingestion())
+
+
+def _pending_exist() -> bool:
+    return Document.objects.filter(status=Status.PENDING).exists()
 
 
 # -- claiming -----------------------------------------------------------------------------------
@@ -261,10 +273,12 @@ class _Heartbeat:
 # -- processing ---------------------------------------------------------------------------------
 
 
-def _process(run: _Run, first: _Held) -> None:
+def _process(run: _Run, first: _Held, claimed: Callable[[], object] | None = None) -> None:
+    """Fill a batch starting with ``first``, then embed and write it; ``claimed`` is called
+    once the batch is complete, before the long part."""
     held = [first]
     with _Heartbeat(run):
-        _prepare(first)
+        _prepare([first])
         chunks = len(first.drafts)
         # A document that lost a run before goes alone: if it kills workers, it takes no
         # batch-mates down with it.
@@ -274,40 +288,50 @@ def _process(run: _Run, first: _Held) -> None:
                 if not more:
                     break
                 held += more
-                for document in more:
-                    _prepare(document)
-                    chunks += len(document.drafts)
+                _prepare(more)
+                chunks += sum(len(document.drafts) for document in more)
+        if claimed is not None:
+            claimed()
         _embed_and_write(run, [document for document in held if not document.finished])
     log.info("ingestion run %s: %d documents, %d chunks", run.owner, len(held), chunks)
 
 
-def _prepare(document: _Held) -> None:
-    """Read and chunk ``document``; a failure marks it failed (it leaves the batch)."""
-    with _failures_recorded(document):
-        data = DocumentFile.objects.filter(document_id=document.id).values_list("data", flat=True).first()
-        if data is None:
-            raise ExtractionError(FILE_MISSING)
-        # Extraction and chunking run outside any transaction: they take long, and holding
-        # the row lock would block the web pages that show the document's progress.
-        sections = extract(bytes(data), document.mime_type)
-        del data
-        # A chunk the model cannot read whole would be truncated silently when embedded.
-        max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
-        document.drafts = chunking.split_sections(
-            sections,
-            count_tokens=embeddings.count_tokens,
-            max_tokens=max_tokens,
-            overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+def _prepare(documents: list[_Held]) -> None:
+    """Read and chunk ``documents`` (their files fetched in one query) and write their
+    progress in one statement; a failure marks only its own document failed (it leaves the
+    batch)."""
+    files = dict(
+        DocumentFile.objects.filter(document_id__in=[document.id for document in documents]).values_list(
+            "document_id", "data"
         )
-        if not document.drafts:
-            raise ExtractionError("no text found")
-        _write_progress(document)
+    )
+    for document in documents:
+        with _failures_recorded(document):
+            data = files.pop(document.id, None)
+            if data is None:
+                raise ExtractionError(FILE_MISSING)
+            # Extraction and chunking run outside any transaction: they take long, and holding
+            # the row lock would block the web pages that show the document's progress.
+            sections = extract(bytes(data), document.mime_type)
+            del data
+            # A chunk the model cannot read whole would be truncated silently when embedded.
+            max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
+            document.drafts = chunking.split_sections(
+                sections,
+                count_tokens=embeddings.count_tokens,
+                max_tokens=max_tokens,
+                overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+            )
+            if not document.drafts:
+                raise ExtractionError("no text found")
+    _write_progress([document for document in documents if not document.finished])
 
 
 class _failures_recorded:
     """``with _failures_recorded(document): ...`` turns an exception about ``document`` into
-    its final state: superseded (nothing written), or failed with a readable reason. Only
-    ``Exception``s: a worker being killed is not the document's failure."""
+    its final state: failed with a readable reason (unless a newer run owns it or it was
+    deleted: then nothing is written). Only ``Exception``s: a worker being killed is not the
+    document's failure."""
 
     def __init__(self, document: _Held) -> None:
         self.document = document
@@ -321,9 +345,7 @@ class _failures_recorded:
         document = self.document
         document.finished = True
         document.drafts, document.vectors = [], []
-        if isinstance(exc, _Superseded):
-            log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)
-        elif isinstance(exc, ExtractionError):
+        if isinstance(exc, ExtractionError):
             log.info("document %s cannot be read: %s", document.id, exc.message)
             _mark_failed(document, exc.message)
         elif isinstance(exc, embeddings.EmbeddingModelError):
@@ -337,7 +359,8 @@ class _failures_recorded:
 
 def _embed_and_write(run: _Run, documents: list[_Held]) -> None:
     """Embed the chunks of ``documents`` together, in document order, several batches per
-    call; write each document once its last vector is done, and the progress of the others."""
+    call; after each call, write the documents whose last vector it computed (together, in one
+    transaction) and the progress of the others."""
     batch_size = settings.EMBEDDING_BATCH_SIZE
     per_call = batch_size * _BATCHES_PER_CALL
     items = [(document, index) for document in documents for index in range(len(document.drafts))]
@@ -346,15 +369,9 @@ def _embed_and_write(run: _Run, documents: list[_Held]) -> None:
         if not part:
             continue
         _embed(part, batch_size)
-        touched = list(dict.fromkeys(document for document, _ in part))
-        for document in touched:
-            if document.finished:
-                continue
-            with _failures_recorded(document):
-                if len(document.vectors) == len(document.drafts):
-                    _finish(document)
-                else:
-                    _write_progress(document)
+        touched = [document for document in dict.fromkeys(document for document, _ in part) if not document.finished]
+        _finish([document for document in touched if len(document.vectors) == len(document.drafts)])
+        _write_progress([document for document in touched if not document.finished])
         _renew(run)
 
 
@@ -376,97 +393,130 @@ def _embed(part: list[tuple[_Held, int]], batch_size: int) -> None:
         document.vectors.append(vector)
 
 
-def _finish(document: _Held) -> None:
-    """Replace the document's chunks with the new set and mark it ready, in one transaction."""
-    with transaction.atomic():
-        locked = _lock_current(document)
-        locked.chunks.all().delete()
-        location_length = Chunk._meta.get_field("location").max_length
-        Chunk.objects.bulk_create(
-            [
-                Chunk(
-                    document=locked,
-                    ordinal=ordinal,
-                    text=draft.text,
-                    token_count=draft.token_count,
-                    location=draft.location[:location_length],
-                    page=draft.page,
-                    embedding=vector,
-                )
-                for ordinal, (draft, vector) in enumerate(zip(document.drafts, document.vectors, strict=True))
-            ],
-            batch_size=500,
-        )
-        locked.status = Status.READY
-        locked.progress_done = locked.progress_total = len(document.drafts)
-        locked.error = ""
-        locked.embedding_model = embeddings.model_name()
-        locked.ingested = timezone.now()
-        locked.lease_owner, locked.lease_expires = "", None
-        locked.save(
-            update_fields=[
-                "status",
-                "progress_done",
-                "progress_total",
-                "error",
-                "embedding_model",
-                "ingested",
-                "lease_owner",
-                "lease_expires",
-                "updated",
-            ]
-        )
-    document.finished = True
-    log.info("ingested document %s: %d chunks (generation %s)", document.id, len(document.drafts), document.generation)
-    document.drafts, document.vectors = [], []
+def _finish(documents: list[_Held]) -> None:
+    """Replace each document's chunks with its new set and mark it ready: all of them in one
+    transaction (one lock query, one delete, one insert, one update), leaving out any a newer
+    run owns or that was deleted. Should that transaction fail, each document is written in
+    its own, so only a document whose own data fails is failed."""
+    if not documents:
+        return
+    try:
+        with transaction.atomic():
+            current = _lock_current(documents)
+            _replace_chunks(current)
+    except Exception:
+        if len(documents) == 1:
+            with _failures_recorded(documents[0]):
+                raise
+            return
+        log.warning("writing %d documents together failed; writing them one by one", len(documents), exc_info=True)
+        for document in documents:
+            _finish([document])
+        return
+    for document in documents:
+        if document in current:
+            count = len(document.drafts)
+            log.info("ingested document %s: %d chunks (generation %s)", document.id, count, document.generation)
+        else:
+            log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)
+        document.finished = True
+        document.drafts, document.vectors = [], []
 
 
-def _lock_current(document: _Held) -> Document:
-    """Lock the document row; raise ``_Superseded`` if it is gone or re-queued."""
-    locked = Document.objects.select_for_update().filter(pk=document.id).first()
-    if locked is None or locked.ingest_generation != document.generation:
-        raise _Superseded
-    return locked
-
-
-def _write_progress(document: _Held) -> None:
-    # A conditional UPDATE rather than save(): it checks that this run still owns the document
-    # and writes in one statement, never overwriting the progress of a newer run; it renews
-    # the document's lease too.
-    updated = Document.objects.filter(pk=document.id, ingest_generation=document.generation).update(
-        progress_done=len(document.vectors),
-        progress_total=len(document.drafts),
-        lease_expires=_lease_expiry(),
-        updated=timezone.now(),
+def _replace_chunks(documents: list[_Held]) -> None:
+    """Within the caller's transaction, with the rows locked: the new chunk sets, and ready."""
+    if not documents:
+        return
+    ids = [document.id for document in documents]
+    Chunk.objects.filter(document_id__in=ids).delete()
+    location_length = Chunk._meta.get_field("location").max_length
+    Chunk.objects.bulk_create(
+        [
+            Chunk(
+                document_id=document.id,
+                ordinal=ordinal,
+                text=draft.text,
+                token_count=draft.token_count,
+                location=draft.location[:location_length],
+                page=draft.page,
+                embedding=vector,
+            )
+            for document in documents
+            for ordinal, (draft, vector) in enumerate(zip(document.drafts, document.vectors, strict=True))
+        ],
+        batch_size=500,
     )
-    if not updated:
-        raise _Superseded
+    _write_progress(documents, ready=True)
+
+
+def _lock_current(documents: list[_Held]) -> list[_Held]:
+    """Lock the rows of ``documents``; those neither deleted nor re-queued since their claim."""
+    generations = dict(
+        Document.objects.select_for_update()
+        .filter(pk__in=[document.id for document in documents])
+        .order_by("pk")
+        .values_list("pk", "ingest_generation")
+    )
+    return [document for document in documents if generations.get(document.id) == document.generation]
+
+
+def _write_progress(documents: list[_Held], *, ready: bool = False) -> None:
+    """Write the progress of ``documents`` in one conditional UPDATE, which checks that this
+    run still owns each one (its generation), so it never overwrites a newer run's progress,
+    and renews its lease. ``ready``: they are done (within ``_finish``'s transaction) and
+    become ready, releasing their lease. A document the UPDATE leaves out was deleted or
+    re-queued: it is finished for this run (superseded), and nothing more is written for it."""
+    if not documents:
+        return
+    owned = functools.reduce(
+        operator.or_, (Q(pk=document.id, ingest_generation=document.generation) for document in documents)
+    )
+
+    def each(count) -> Case:
+        return Case(*(When(pk=document.id, then=Value(count(document))) for document in documents))
+
+    changes = {
+        "progress_done": each(lambda document: len(document.vectors)),
+        "progress_total": each(lambda document: len(document.drafts)),
+        "updated": timezone.now(),
+    }
+    if ready:
+        changes.update(
+            status=Status.READY,
+            error="",
+            embedding_model=embeddings.model_name(),
+            ingested=timezone.now(),
+            lease_owner="",
+            lease_expires=None,
+        )
+    else:
+        changes.update(lease_expires=_lease_expiry())
+    written = Document.objects.filter(owned).update(**changes)
+    if written < len(documents) and not ready:
+        current = set(Document.objects.filter(owned).values_list("pk", flat=True))
+        for document in documents:
+            if document.id not in current:
+                log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)
+                document.finished = True
+                document.drafts, document.vectors = [], []
 
 
 def _mark_failed(document: _Held, message: str) -> None:
-    try:
-        with transaction.atomic():
-            locked = _lock_current(document)
-            locked.chunks.all().delete()
-            locked.status = Status.FAILED
-            locked.error = message[:_MAX_ERROR_LENGTH]
-            locked.progress_done = locked.progress_total = 0
-            locked.embedding_model = ""
-            locked.lease_owner, locked.lease_expires = "", None
-            locked.save(
-                update_fields=[
-                    "status",
-                    "error",
-                    "progress_done",
-                    "progress_total",
-                    "embedding_model",
-                    "lease_owner",
-                    "lease_expires",
-                    "updated",
-                ]
-            )
-    except _Superseded:
-        log.info("document %s was re-queued or deleted before its failure was recorded", document.id)
+    with transaction.atomic():
+        if not _lock_current([document]):
+            log.info("document %s was re-queued or deleted before its failure was recorded", document.id)
+            return
+        Chunk.objects.filter(document_id=document.id).delete()
+        Document.objects.filter(pk=document.id).update(
+            status=Status.FAILED,
+            error=message[:_MAX_ERROR_LENGTH],
+            progress_done=0,
+            progress_total=0,
+            embedding_model="",
+            lease_owner="",
+            lease_expires=None,
+            updated=timezone.now(),
+        )
 
 
 # -- recovery -----------------------------------------------------------------------------------
@@ -535,7 +585,10 @@ def stalled_pending_exists() -> bool:
 
 
 def _queue_ingest_pending() -> None:
+    """Queue ``ingest_pending`` whatever the request flag says: the run that set it may be lost."""
     from django_q.tasks import async_task
+
+    from documents.services import INGEST_PENDING_TASK
 
     async_task(INGEST_PENDING_TASK, task_name="ingest pending documents")
 

@@ -12,9 +12,11 @@ import psycopg
 import pytest
 from django.db.models.functions import Now
 from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import OrmQ
 
 from documents import embeddings, tasks
-from documents.models import Chunk, Document, Status
+from documents.models import Chunk, Document, IngestionRequest, Status
 from documents.services import upload_document
 from tests.documents.test_ingestion import LONG_PARAGRAPH, assert_one_complete_set
 from tests.documents.web_helpers import make_document
@@ -81,21 +83,46 @@ def test_a_queued_task_whose_document_another_run_holds_returns_quietly(alice, q
     assert (documents[1].status, documents[1].lease_owner) == (Status.PROCESSING, run.owner)
 
 
-def test_a_run_claims_no_more_documents_than_its_budget(alice, queued, settings):
+@pytest.fixture
+def next_runs(monkeypatch):
+    """Record the runs ``ingest_pending`` queues after itself instead of running them inline."""
+    requested: list[int] = []
+    monkeypatch.setattr("documents.services.request_ingestion", lambda: requested.append(1))
+    return requested
+
+
+def test_a_run_claims_no_more_documents_than_its_budget_and_queues_the_next(alice, queued, settings, next_runs):
     settings.INGEST_BATCH_DOCUMENTS = 3
-    documents, callbacks = queued(alice, small_files(5))
-    callbacks[0]()
+    documents, _ = queued(alice, small_files(5))
+    tasks.ingest_pending()
     statuses = [Document.objects.get(pk=d.pk).status for d in documents]
     assert statuses == [Status.READY] * 3 + [Status.PENDING] * 2
-    callbacks[3]()
+    assert len(next_runs) == 1  # queued once its batch was claimed, for the two left
+    tasks.ingest_pending()
     assert all(Document.objects.get(pk=d.pk).status == Status.READY for d in documents)
+    assert len(next_runs) == 1  # nothing was left pending for a third run
 
 
-def test_a_run_stops_claiming_once_its_chunk_budget_is_reached(alice, queued, settings):
+def test_a_run_stops_claiming_once_its_chunk_budget_is_reached(alice, queued, settings, next_runs):
     settings.INGEST_BATCH_CHUNKS = 1
-    documents, callbacks = queued(alice, small_files(3))
-    callbacks[0]()
+    documents, _ = queued(alice, small_files(3))
+    tasks.ingest_pending()
     assert [Document.objects.get(pk=d.pk).status for d in documents] == [Status.READY, Status.PENDING, Status.PENDING]
+
+
+def test_uploads_queue_one_run_until_it_starts(alice, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(Conf, "SYNC", False)  # a real queue: tasks wait in OrmQ for a cluster
+    with django_capture_on_commit_callbacks(execute=True):
+        documents = [upload_document(alice, file_name=name, data=data)[0] for name, data in small_files(4)]
+    assert [OrmQ.objects.get().func()] == ["documents.tasks.ingest_pending"]
+    assert IngestionRequest.objects.get().wanted
+
+    tasks.ingest_pending()  # the queued run, as a worker would start it: it clears the flag
+    assert all(Document.objects.get(pk=d.pk).status == Status.READY for d in documents)
+    assert not IngestionRequest.objects.get().wanted
+    with django_capture_on_commit_callbacks(execute=True):
+        upload_document(alice, file_name="late.txt", data=b"A late note about plot 9 and its tomatoes.")
+    assert OrmQ.objects.count() == 2  # an upload after the run started queues a new one
 
 
 def test_an_unreadable_file_fails_alone_and_its_batch_mates_are_ready(alice, queued, encode_calls):
@@ -202,7 +229,7 @@ def test_the_sweep_requeues_a_dead_runs_documents_and_refuses_the_dead_runs_late
     (document,), _ = queued(alice, small_files(1))
     dead = tasks._Run()
     (held,) = tasks._claim_pending(dead, 10)
-    tasks._prepare(held)
+    tasks._prepare([held])
     expire(document)
     with django_capture_on_commit_callbacks(execute=False) as requeued:
         assert tasks.sweep_expired_leases() == 1
