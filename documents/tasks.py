@@ -53,7 +53,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -297,8 +297,8 @@ def _process(run: _Run, first: _Held, claimed: Callable[[], object] | None = Non
 
 
 def _prepare(documents: list[_Held]) -> None:
-    """Read and chunk ``documents`` (their files fetched in one query) and write their
-    progress in one statement; a failure marks only its own document failed (it leaves the
+    """Read and chunk ``documents`` (their files fetched in one query) and write the progress
+    total of the long ones; a failure marks only its own document failed (it leaves the
     batch)."""
     files = dict(
         DocumentFile.objects.filter(document_id__in=[document.id for document in documents]).values_list(
@@ -324,7 +324,10 @@ def _prepare(documents: list[_Held]) -> None:
             )
             if not document.drafts:
                 raise ExtractionError("no text found")
-    _write_progress([document for document in documents if not document.finished])
+    # The total is shown while a document waits for more than one encode call; a small one is
+    # written once, when it is ready.
+    per_call = settings.EMBEDDING_BATCH_SIZE * _BATCHES_PER_CALL
+    _write_progress([document for document in documents if not document.finished and len(document.drafts) > per_call])
 
 
 class _failures_recorded:
@@ -461,27 +464,16 @@ def _lock_current(documents: list[_Held]) -> list[_Held]:
 
 
 def _write_progress(documents: list[_Held], *, ready: bool = False) -> None:
-    """Write the progress of ``documents`` in one conditional UPDATE, which checks that this
-    run still owns each one (its generation), so it never overwrites a newer run's progress,
-    and renews its lease. ``ready``: they are done (within ``_finish``'s transaction) and
+    """Write the progress of ``documents`` in conditional UPDATEs (one per distinct count),
+    which check that this run still owns each one (its generation), so they never overwrite a
+    newer run's progress, and renew its lease. ``ready``: they are done (within ``_finish``'s transaction) and
     become ready, releasing their lease. A document the UPDATE leaves out was deleted or
     re-queued: it is finished for this run (superseded), and nothing more is written for it."""
     if not documents:
         return
-    owned = functools.reduce(
-        operator.or_, (Q(pk=document.id, ingest_generation=document.generation) for document in documents)
-    )
-
-    def each(count) -> Case:
-        return Case(*(When(pk=document.id, then=Value(count(document))) for document in documents))
-
-    changes = {
-        "progress_done": each(lambda document: len(document.vectors)),
-        "progress_total": each(lambda document: len(document.drafts)),
-        "updated": timezone.now(),
-    }
+    common: dict = {"updated": timezone.now()}
     if ready:
-        changes.update(
+        common.update(
             status=Status.READY,
             error="",
             embedding_model=embeddings.model_name(),
@@ -490,10 +482,24 @@ def _write_progress(documents: list[_Held], *, ready: bool = False) -> None:
             lease_expires=None,
         )
     else:
-        changes.update(lease_expires=_lease_expiry())
-    written = Document.objects.filter(owned).update(**changes)
+        common.update(lease_expires=_lease_expiry())
+
+    # One UPDATE per distinct (generation, done, total): a batch of small documents has few.
+    def key(document: _Held) -> tuple[int, int, int]:
+        return document.generation, len(document.vectors), len(document.drafts)
+
+    written = 0
+    for (generation, done, total), group in itertools.groupby(sorted(documents, key=key), key=key):
+        ids = [document.id for document in group]
+        written += Document.objects.filter(pk__in=ids, ingest_generation=generation).update(
+            progress_done=done, progress_total=total, **common
+        )
     if written < len(documents) and not ready:
-        current = set(Document.objects.filter(owned).values_list("pk", flat=True))
+        current = set(
+            Document.objects.filter(
+                functools.reduce(operator.or_, (Q(pk=d.id, ingest_generation=d.generation) for d in documents))
+            ).values_list("pk", flat=True)
+        )
         for document in documents:
             if document.id not in current:
                 log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)

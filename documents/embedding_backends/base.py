@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,6 +162,17 @@ class GraphBackend(Backend):
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return vectors
+
+        def store(rows: list[int], attention_mask: np.ndarray, hidden: np.ndarray) -> None:
+            vectors[rows] = _pool(hidden.astype(np.float32, copy=False), attention_mask, self.layout.pooling)
+
+        self._infer_all(self._batches(texts, batch_size), store)
+        return vectors
+
+    def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[list[int], dict, np.ndarray]]:
+        """``(rows, feed, attention_mask)`` per batch of at most ``batch_size`` texts."""
+        import numpy as np
+
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
         # Longest first, as sentence-transformers does: each batch pads to its own longest text,
         # so texts of similar length share a batch and little is spent on padding.
@@ -179,9 +190,13 @@ class GraphBackend(Backend):
                 attention_mask[position, :length] = 1
                 token_type_ids[position, :length] = encoding.type_ids
             available = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            hidden = self._token_embeddings({name: available[name] for name in self.input_names})
-            vectors[rows] = _pool(hidden.astype(np.float32, copy=False), attention_mask, self.layout.pooling)
-        return vectors
+            yield rows, {name: available[name] for name in self.input_names}, attention_mask
+
+    def _infer_all(self, batches: Iterable[tuple[list[int], dict, np.ndarray]], store: Callable) -> None:
+        """Run the graph on each batch and ``store(rows, attention_mask, hidden)`` its output;
+        one after the other unless a backend runs several at once."""
+        for rows, feed, attention_mask in batches:
+            store(rows, attention_mask, self._token_embeddings(feed))
 
 
 def _pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str) -> np.ndarray:

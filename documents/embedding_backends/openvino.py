@@ -4,10 +4,19 @@ OpenVINO reads the ONNX graph itself. The inference precision is set to bf16: on
 native bf16 (AVX-512 BF16 or AMX, e.g. AMD Zen 4, Intel Sapphire Rapids) that is where its
 speed comes from; on CPUs without it OpenVINO runs float32 instead. The two agree to a cosine
 of about 0.99998, so vectors from either count as the same model.
+
+It runs in OpenVINO's throughput mode: two streams of one thread each on a 2-core machine (as
+many as OpenVINO finds best elsewhere), each computing a different batch at the same time
+through an ``AsyncInferQueue``. Measured here on 800 SciFact abstracts, that encodes 22 %
+faster than one stream spreading each batch over both cores (its threads wait for each
+other), with less CPU time. Texts are split into at least as many batches as there are
+streams, so a single short list (a question's evidence sentences) uses every stream too.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,12 +42,41 @@ class OpenVINOBackend(GraphBackend):
         try:
             model = core.read_model(str(artifact / "model-fp32.onnx"))
             self.compiled = core.compile_model(
-                model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+                model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "THROUGHPUT"}
             )
+            self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception as exc:
             raise EmbeddingModelError(f"OpenVINO cannot load {artifact / 'model-fp32.onnx'}: {exc}") from exc
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
-        self._request = self.compiled.create_infer_request()
+        self._queue = openvino.AsyncInferQueue(self.compiled, self.streams)
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        # At least one batch per stream, so that every stream has work.
+        return super().embed(texts, max(1, min(batch_size, math.ceil(len(texts) / self.streams))))
 
     def _token_embeddings(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self._request.infer(feed)[0]
+        request = self._queue[self._queue.get_idle_request_id()]
+        request.infer(feed)
+        return request.get_output_tensor(0).data.copy()
+
+    def _infer_all(self, batches: Iterable[tuple[list[int], dict, np.ndarray]], store: Callable) -> None:
+        """Every stream computes a batch at once; ``store`` runs in OpenVINO's callback thread
+        (the callers' lock keeps other embedding work out meanwhile). The first failure, in
+        the graph or in ``store``, is raised once every batch has ended."""
+        failures: list[BaseException] = []
+
+        def done(request, userdata) -> None:
+            rows, attention_mask = userdata
+            try:
+                store(rows, attention_mask, request.get_output_tensor(0).data)
+            except BaseException as exc:  # raised in the caller's thread below
+                failures.append(exc)
+
+        self._queue.set_callback(done)
+        try:
+            for rows, feed, attention_mask in batches:
+                self._queue.start_async(feed, (rows, attention_mask))
+        finally:
+            self._queue.wait_all()
+        if failures:
+            raise failures[0]

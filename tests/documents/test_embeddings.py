@@ -71,6 +71,23 @@ def test_every_backend_returns_normalised_vectors_of_the_column_size_in_order(ba
     assert backend.embed([], batch_size=8).shape == (0, 384)
 
 
+def test_openvino_runs_batches_on_every_stream_and_raises_a_batchs_failure_afterwards(backends):
+    backend = backends["openvino"]
+    assert backend.streams >= 1
+    stored: list[list[int]] = []
+
+    def failing_store(rows, attention_mask, hidden):
+        stored.append(rows)
+        if len(stored) == 2:
+            raise ValueError("this batch failed")
+
+    with pytest.raises(ValueError, match="this batch failed"):
+        backend._infer_all(backend._batches(SAMPLES, 2), failing_store)
+    assert sorted(row for rows in stored for row in rows) == list(range(len(SAMPLES)))  # every batch ran
+    # The queue is ready for the next caller.
+    assert backend.embed(SAMPLES[:3], batch_size=8).shape == (3, 384)
+
+
 @pytest.mark.parametrize(("name", "sentences", "degenerate"), [("onnx", 0.99, 0.97), ("openvino", 0.9995, 0.9995)])
 def test_exported_backends_agree_with_torch(backends, name, sentences, degenerate):
     reference = backends["torch"].embed(SAMPLES, batch_size=4)
