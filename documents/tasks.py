@@ -590,6 +590,17 @@ def stalled_pending_exists() -> bool:
     return Document.objects.filter(status=Status.PENDING, updated__lt=cutoff).exists()
 
 
+def resume_requests() -> None:
+    """At a worker's start: clear a request flag a killed cluster may have left set with its
+    queued run lost, and request a run if documents are pending, so they need not wait for
+    the watch's stalled-document check."""
+    from documents.services import request_ingestion
+
+    IngestionRequest.objects.update(wanted=False)
+    if _pending_exist():
+        request_ingestion()
+
+
 def _queue_ingest_pending() -> None:
     """Queue ``ingest_pending`` whatever the request flag says: the run that set it may be lost."""
     from django_q.tasks import async_task
@@ -601,9 +612,9 @@ def _queue_ingest_pending() -> None:
 
 class IngestionWatch:
     """A thread in each qcluster worker process (started on django-q2's ``post_spawn``) that
-    every third of ``INGEST_LEASE_SECONDS`` sweeps expired leases, and queues
-    ``ingest_pending`` when its worker has run no task for two rounds while a document has
-    sat pending for longer than a lease."""
+    first resumes requests (``resume_requests``), then every third of ``INGEST_LEASE_SECONDS``
+    sweeps expired leases, and queues ``ingest_pending`` when its worker has run no task for
+    two rounds while a document has sat pending for longer than a lease."""
 
     def __init__(self, interval: float | None = None) -> None:
         self.interval = interval if interval is not None else settings.INGEST_LEASE_SECONDS / 3
@@ -632,6 +643,10 @@ class IngestionWatch:
     def _watch(self) -> None:
         idle_rounds = 0
         try:
+            try:
+                resume_requests()
+            except Exception:
+                log.exception("the ingestion watch could not look for pending documents at start")
             while not self._stop.wait(self.interval):
                 try:
                     close_old_connections()

@@ -306,6 +306,7 @@ def test_the_watch_sweeps_and_queues_a_drain_only_while_its_worker_is_idle(alice
     expire(dead)
     drains, requeued = threading.Event(), []
     monkeypatch.setattr(tasks, "_queue_ingest_pending", drains.set)
+    monkeypatch.setattr(tasks, "resume_requests", lambda: None)  # tested on its own
     monkeypatch.setattr("documents.services._queue_ingestion", lambda pk, generation: requeued.append((pk, generation)))
 
     watch = tasks.IngestionWatch(interval=0.05)
@@ -322,3 +323,15 @@ def test_the_watch_sweeps_and_queues_a_drain_only_while_its_worker_is_idle(alice
         assert drains.wait(10)
     finally:
         watch.stop()
+
+
+def test_a_worker_starting_clears_a_stuck_request_and_requests_a_run_for_pending_documents(alice, next_runs):
+    # A killed cluster lost its queued run but left the flag set: uploads would queue no other.
+    IngestionRequest.objects.create(wanted=True)
+    make_document(alice, "note", status=Status.PENDING, chunks=0)
+    tasks.resume_requests()
+    assert not IngestionRequest.objects.get().wanted
+    assert len(next_runs) == 1
+    Document.objects.update(status=Status.READY)
+    tasks.resume_requests()
+    assert len(next_runs) == 1  # nothing pending: nothing requested
