@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
-# Test settings: DEBUG off like production; background tasks run in-process.
+# Test settings: DEBUG off like production; background tasks run in-process; a connection per
+# request, so threads of live servers keep no connection open when the test database is dropped.
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
-	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING
+	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING DB_CONN_MAX_AGE=0
 
 .PHONY: run test test-quick lint format bench bench-venv install browser node-tools tools clean-db
 

@@ -305,6 +305,8 @@ def _prepare(documents: list[_Held]) -> None:
             "document_id", "data"
         )
     )
+    # A chunk the model cannot read whole would be truncated silently when embedded.
+    max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
     for document in documents:
         with _failures_recorded(document):
             data = files.pop(document.id, None)
@@ -314,8 +316,6 @@ def _prepare(documents: list[_Held]) -> None:
             # the row lock would block the web pages that show the document's progress.
             sections = extract(bytes(data), document.mime_type)
             del data
-            # A chunk the model cannot read whole would be truncated silently when embedded.
-            max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
             document.drafts = chunking.split_sections(
                 sections,
                 count_tokens=embeddings.count_tokens,
@@ -594,20 +594,19 @@ def resume_requests() -> None:
     """At a worker's start: clear a request flag a killed cluster may have left set with its
     queued run lost, and request a run if documents are pending, so they need not wait for
     the watch's stalled-document check."""
-    from documents.services import request_ingestion
-
-    IngestionRequest.objects.update(wanted=False)
     if _pending_exist():
-        request_ingestion()
+        _queue_ingest_pending()
+    else:
+        IngestionRequest.objects.update(wanted=False)
 
 
 def _queue_ingest_pending() -> None:
-    """Queue ``ingest_pending`` whatever the request flag says: the run that set it may be lost."""
-    from django_q.tasks import async_task
+    """Queue ``ingest_pending`` whatever the request flag says (the run that set it may be
+    lost): clear the flag, then request as an upload does."""
+    from documents.services import request_ingestion
 
-    from documents.services import INGEST_PENDING_TASK
-
-    async_task(INGEST_PENDING_TASK, task_name="ingest pending documents")
+    IngestionRequest.objects.update(wanted=False)
+    request_ingestion()
 
 
 class IngestionWatch:
