@@ -75,9 +75,11 @@ WORKER_LOST = (
 FILE_MISSING = "the uploaded file is missing — upload it again"
 
 # One encode call takes this many EMBEDDING_BATCH_SIZE batches: the backend can sort them by
-# length (less padding) and the per-call overhead is shared, while progress is still written
-# after every call, so a long document's bar moves and a killed run loses little.
-_BATCHES_PER_CALL = 8
+# length (less padding) and keeps every stream busy to the end, while progress is still
+# written after every call (a few seconds), so a long document's bar moves and a killed run
+# loses little. Measured here on 1,000 one-abstract documents (1,900 chunks): calls of 512
+# chunks encode them about 20 % faster than calls of 120.
+_BATCHES_PER_CALL = 16
 # Documents claimed per query while a run fills its batch.
 _CLAIM_GROUP = 16
 # Documents the sweep recovers per transaction (it runs again a few seconds later).

@@ -23,6 +23,7 @@ builds; it fails loudly if a daphne upgrade moves that name.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from urllib.parse import unquote
 
@@ -135,6 +136,9 @@ def install() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Before daphne loads the application (and with it the settings): this process serves web
+    # requests, so it pools its database connections (DB_POOL_SIZE in kb_site/settings.py).
+    os.environ["KB_PROCESS"] = "web"
     install()
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
 

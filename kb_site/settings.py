@@ -156,6 +156,17 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Under ASGI, Django runs each request's sync code on a thread of its own, so a connection kept
+# between requests (DB_CONN_MAX_AGE) is never used again: every request opened a new one, and
+# Postgres started a backend for it (measured: one new session per upload, about a third of the
+# upload's CPU). Web processes (kb_site/serve.py marks them) borrow from a psycopg pool instead.
+# Workers keep one persistent connection each: qcluster forks them, and a pool's threads do not
+# survive a fork.
+DB_POOL_SIZE = env_int("DB_POOL_SIZE", 8, minimum=0)
+if os.environ.get("KB_PROCESS") == "web" and DB_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both at once
+    pool = {"min_size": min(2, DB_POOL_SIZE), "max_size": DB_POOL_SIZE}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
 # Parallel test runs (several developers on one machine) each need their own test database.
 if env_str("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
@@ -259,8 +270,9 @@ CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 0, minimum=0)  # 0: the model's m
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 # Ingestion batches (documents/tasks.py): one worker run claims pending documents until it
 # holds INGEST_BATCH_DOCUMENTS of them or their chunks reach INGEST_BATCH_CHUNKS, and embeds
-# all their chunks together, so many small documents share each encode call.
-INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 64, minimum=1)
+# all their chunks together, so many small documents share each encode call (one call holds
+# up to 512 chunks: see documents/tasks.py).
+INGEST_BATCH_DOCUMENTS = env_int("INGEST_BATCH_DOCUMENTS", 256, minimum=1)
 INGEST_BATCH_CHUNKS = env_int("INGEST_BATCH_CHUNKS", 512, minimum=1)
 # A worker holds each document it processes by a lease of this many seconds, renewed every
 # third of it while the worker lives; a lease that runs out (worker killed) is recovered by

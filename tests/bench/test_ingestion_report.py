@@ -36,6 +36,7 @@ RESULT = {
         "pipeline_over_torch": 0.45,
         "torch_fp32_encode": {"texts": 2000, "seconds": 84.4},
     },
+    "queued": {"documents": 2000, "chunks": 3800, "worker_seconds": 40.0, "raw_seconds": 36.4, "raw_over_worker": 0.91},
     "recovery": {"chunks": 420, "killed_at_chunk": 64, "seconds_until_ready": 47.5},
     "worker_peak_rss_mb": 610.0,
     "worker_tree_peak_rss_mb": 900.0,
@@ -51,6 +52,15 @@ def test_the_ingestion_section_reports_each_target_as_a_ratio():
     assert "**47.5 s** after the kill" in text
     assert "Worker peak RSS: 610.0 MB" in text and "web (daphne) peak RSS: 240.0 MB" in text
     assert "SciFact, 5,183 one-abstract documents" in text
+    assert "the worker alone, on 2,000 documents already uploaded" in text and "**0.91** raw/worker" in text
+    # Uploads quicker than raw encode leave the end-to-end ratio free to reach 1.
+    assert "could not pass" not in text
+
+
+def test_uploads_slower_than_raw_encode_bound_the_end_to_end_ratio_and_the_report_says_so():
+    result = {**RESULT, "corpus": {**RESULT["corpus"], "uploads_seconds": 200.0}}
+    text = "\n".join(report._ingestion({"started": "20261202T190000"}, result))
+    assert "raw/pipeline end to end could not pass 0.83 here" in text
 
 
 def test_a_result_of_the_earlier_benchmark_asks_for_a_new_run():

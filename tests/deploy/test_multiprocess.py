@@ -62,7 +62,8 @@ def alice_live(db):
 @pytest.fixture
 def cluster(tmp_path):
     """Web A, web B and a worker; all stopped after the test, whatever happens."""
-    env = child_env(LLM_MAX_TOKENS="48", LLM_CONTEXT="2048", Q_TIMEOUT="40", Q_RETRY="45")
+    # Encode calls of 8 × 16 chunks: the long document below shows progress between calls.
+    env = child_env(LLM_MAX_TOKENS="48", LLM_CONTEXT="2048", Q_TIMEOUT="40", Q_RETRY="45", EMBEDDING_BATCH_SIZE="8")
     processes = []
     try:
         web_a = WebServer(env, tmp_path, "web-a")

@@ -180,7 +180,8 @@ def test_a_model_that_cannot_load_fails_every_document_with_a_readable_reason(al
 def test_a_long_document_writes_its_progress_between_encode_calls(alice, queued, settings, monkeypatch):
     settings.EMBEDDING_BATCH_SIZE = 1
     settings.CHUNK_MAX_TOKENS = 48
-    (document,), callbacks = queued(alice, [("ops.md", f"# Ops\n\n{LONG_PARAGRAPH}".encode())])
+    # About 46 chunks: three encode calls of 16.
+    (document,), callbacks = queued(alice, [("ops.md", f"# Ops\n\n{LONG_PARAGRAPH}\n\n{LONG_PARAGRAPH}".encode())])
     seen = []
     real_embed = embeddings.embed_texts
 
@@ -192,7 +193,7 @@ def test_a_long_document_writes_its_progress_between_encode_calls(alice, queued,
     callbacks[0]()
     chunks = assert_one_complete_set(document)
     assert len(seen) > 2
-    assert seen == [(8 * i, len(chunks)) for i in range(len(seen))]
+    assert seen == [(tasks._BATCHES_PER_CALL * i, len(chunks)) for i in range(len(seen))]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -248,7 +248,7 @@ class WorkerKilled(BaseException):
 def test_a_worker_killed_mid_way_is_finished_by_a_new_run_once_its_lease_runs_out(
     alice, upload_only, monkeypatch, settings, django_capture_on_commit_callbacks
 ):
-    settings.EMBEDDING_BATCH_SIZE = 1  # one encode call per 8 chunks
+    settings.EMBEDDING_BATCH_SIZE = 1  # one encode call per _BATCHES_PER_CALL chunks
     settings.CHUNK_MAX_TOKENS = 48
     document = upload_only(alice, "ops.md", f"# Ops\n\n{LONG_PARAGRAPH}".encode())
     real_embed = embeddings.embed_texts
@@ -265,7 +265,8 @@ def test_a_worker_killed_mid_way_is_finished_by_a_new_run_once_its_lease_runs_ou
         tasks.ingest_document(document.pk, 1)
     document.refresh_from_db()
     assert document.status == Status.PROCESSING
-    assert document.progress_done == 8 and document.progress_total > 8
+    per_call = tasks._BATCHES_PER_CALL
+    assert document.progress_done == per_call and document.progress_total > per_call
     assert document.lease_owner and document.lease_expires > timezone.now()
     assert document.chunks.count() == 0
 
@@ -275,7 +276,7 @@ def test_a_worker_killed_mid_way_is_finished_by_a_new_run_once_its_lease_runs_ou
     tasks.ingest_document(document.pk, 1)
     assert tasks.sweep_expired_leases() == 0
     document.refresh_from_db()
-    assert (document.status, document.progress_done, document.ingest_generation) == (Status.PROCESSING, 8, 1)
+    assert (document.status, document.progress_done, document.ingest_generation) == (Status.PROCESSING, per_call, 1)
 
     Document.objects.filter(pk=document.pk).update(lease_expires=Now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=True):
