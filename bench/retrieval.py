@@ -8,8 +8,11 @@ What is measured, and how:
   with one binary ``COPY`` into the chunks of 100 ready documents per scale step; the HNSW
   index (the migration's own definition) is dropped for the load and built afterwards, and
   the build time is reported.
-- Two readers: a staff user, who reads every chunk, and a user who reads only their own
-  documents, 1 % of the chunks (everything else is private to another owner).
+- Three readers: a staff user, who reads every chunk; a user who reads only their own
+  documents, 1 % of the chunks (everything else is private to another owner), spread over
+  50 documents per scale step; and the staff user searching only a collection that holds
+  exactly those documents (a scope, ``retrieval.search(..., scope=...)``): 100 documents at
+  the second step.
 - Per scale and reader, over the same queries (noisy copies of stored vectors):
   ``retrieval.dense(visible, vector, 10)`` with the product's settings (it picks the HNSW
   path or an exact scan, see its docstring), the same with the HNSW path forced
@@ -34,6 +37,8 @@ from bench.common import progress, say
 DIMENSIONS = 384
 CENTRES = 1000
 DOCUMENTS_PER_STEP = 100
+# The 1 % reader's chunks are spread over this many documents per step; a collection holds them.
+SMALL_DOCUMENTS_PER_STEP = 50
 VOCABULARY = 3000
 WORDS_PER_CHUNK = 40
 SEED = 20250101
@@ -42,6 +47,8 @@ K = 10
 
 def run(options, prepared: dict) -> dict:
     from django.contrib.auth.models import User
+
+    from documents.models import Collection, Document, Scope
 
     scales = sorted({int(value) for value in options.scales.split(",") if value.strip()})
     queries = 20 if options.quick else 100
@@ -52,6 +59,7 @@ def run(options, prepared: dict) -> dict:
     staff = User.objects.create_user("bench-staff", is_staff=True, is_superuser=True)
     bulk_owner = User.objects.create_user("bench-bulk")
     small = User.objects.create_user("bench-one-percent")
+    collection = Collection.objects.create(owner=staff, name="bench: the 1 % documents")
     stored = np.zeros((0, DIMENSIONS), dtype=np.float32)
     ids = np.zeros(0, dtype=np.int64)
     small_mask = np.zeros(0, dtype=bool)
@@ -83,13 +91,16 @@ def run(options, prepared: dict) -> dict:
         noise = rng.standard_normal((queries, DIMENSIONS), dtype=np.float32) * 0.03
         query_vectors = _unit(stored[query_rows] + noise)
         texts = [" ".join(rng.choice(words, size=6)) for _ in range(queries)]
+        collection.documents.set(Document.objects.filter(owner=small))
+        in_collection = f"staff, one collection of {collection.documents.count()} documents (1 %)"
         step["readers"] = {}
-        for label, user, mask in (
-            ("staff (reads 100 %)", staff, np.ones(len(stored), dtype=bool)),
-            ("one user (reads 1 %)", small, small_mask),
+        for label, user, mask, scope in (
+            ("staff (reads 100 %)", staff, np.ones(len(stored), dtype=bool), None),
+            ("one user (reads 1 %)", small, small_mask, None),
+            (in_collection, staff, small_mask, Scope(collection=collection)),
         ):
             truth = _brute_force(stored[mask], ids[mask], query_vectors)
-            step["readers"][label] = _measure(user, query_vectors, texts, truth, scale)
+            step["readers"][label] = _measure(user, query_vectors, texts, truth, scale, scope)
         result["scales"].append(step)
     return result
 
@@ -149,8 +160,8 @@ class _without_hnsw_index:
 
 def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int) -> tuple[float, np.ndarray]:
     """COPY ``vectors`` into new ready documents: the first ``small_count`` chunks belong to
-    ``small``'s one document, the rest to ``DOCUMENTS_PER_STEP - 1`` documents of
-    ``bulk_owner``, all private. Returns (seconds, the new chunk ids in row order)."""
+    ``SMALL_DOCUMENTS_PER_STEP`` documents of ``small``, the rest to ``DOCUMENTS_PER_STEP - 1``
+    documents of ``bulk_owner``, all private. Returns (seconds, the new chunk ids in row order)."""
     from django.db import connection
     from pgvector.psycopg import register_vector
 
@@ -159,7 +170,8 @@ def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int)
     start = time.perf_counter()
     count = len(vectors)
     per_document = -(-(count - small_count) // (DOCUMENTS_PER_STEP - 1))
-    owners = [small] + [bulk_owner] * (DOCUMENTS_PER_STEP - 1)
+    per_small = -(-small_count // SMALL_DOCUMENTS_PER_STEP)
+    owners = [small] * SMALL_DOCUMENTS_PER_STEP + [bulk_owner] * (DOCUMENTS_PER_STEP - 1)
     documents = []
     for index, owner in enumerate(owners):
         label = f"synthetic {offset}-{index}"
@@ -179,10 +191,11 @@ def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int)
     rows = []
     for row in range(count):
         if row < small_count:
-            document, ordinal = documents[0], row
+            document, ordinal = documents[row // per_small], row % per_small
         else:
             position = row - small_count
-            document, ordinal = documents[1 + position // per_document], position % per_document
+            document = documents[SMALL_DOCUMENTS_PER_STEP + position // per_document]
+            ordinal = position % per_document
         rows.append((document.pk, ordinal))
     connection.ensure_connection()
     raw = connection.connection
@@ -231,13 +244,13 @@ def _planner_uses_hnsw(base, vector, readable: int) -> bool:
     return "chunk_embedding_hnsw" in plan
 
 
-def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
+def _measure(user, query_vectors, texts, truth, scale: int, scope=None) -> dict:
     from django.test import override_settings
 
     from documents import retrieval
     from documents.models import Chunk
 
-    visible = Chunk.objects.visible_to(user)
+    visible = Chunk.objects.visible_to(user).in_scope(scope)
     readable = visible.count()
     figures: dict = {"readable_chunks": readable}
     exact_calls = {"count": 0}
@@ -274,7 +287,7 @@ def _measure(user, query_vectors, texts, truth, scale: int) -> dict:
         return real_exact(visible, vector, K)
 
     def search(vector, text):
-        return retrieval.search(user, text, K, apply_floor=False, vector=vector)
+        return retrieval.search(user, text, K, apply_floor=False, vector=vector, scope=scope)
 
     figures["planner uses HNSW on the index path"] = _planner_uses_hnsw(visible, query_vectors[0], readable)
     timed("dense (product path)", dense)

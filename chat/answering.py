@@ -55,6 +55,7 @@ from django.conf import settings
 from chat import evidence, grounding, llm, prompting, protocol, repetition, sentences, services
 from chat.models import Conversation, EarlierTurns, GenerationStats, Message, MessageStatus
 from documents import embeddings, retrieval
+from documents.models import Scope
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,11 @@ def evidence_question(question: str, previous: str | None, previous_evidence: st
     return " ".join(filter(None, [question, follow_up_context(previous, previous_evidence)]))
 
 
-async def search(user, query: str):
-    """``(hits, query vector)``: ``retrieval.search`` with the query embedded in the embedding thread."""
+async def search(user, query: str, scope: Scope | None = None):
+    """``(hits, query vector)``: ``retrieval.search`` within ``scope``, with the query embedded
+    in the embedding thread."""
     vector = await embeddings.aembed_query(query)
-    return await database_sync_to_async(retrieval.search)(user, query, vector=vector), vector
+    return await database_sync_to_async(retrieval.search)(user, query, vector=vector, scope=scope), vector
 
 
 def keep_relevant(hits: list) -> list:
@@ -218,15 +220,18 @@ class _Answer:
         return await _save(self.conversation, **(recorded | fields))
 
 
-async def answer(question: Message, params: llm.GenerationParams, *, user, emit: Emit) -> Message | None:
-    """Answer ``question``; see the module docstring for the events and guarantees."""
+async def answer(
+    question: Message, params: llm.GenerationParams, *, user, emit: Emit, scope: Scope | None = None
+) -> Message | None:
+    """Answer ``question`` from ``scope`` (None: everything ``user`` may read); see the module
+    docstring for the events and guarantees."""
     state = _Answer(conversation=question.conversation, params=params, owner=user.pk)
     try:
         earlier = await _earlier_turns(question)
         previous, previous_evidence = earlier.previous_question, earlier.previous_evidence
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
         query = rewritten or retrieval_query(question.content, previous, previous_evidence)
-        hits, vector = await search(user, query)
+        hits, vector = await search(user, query, scope)
         asked = rewritten or evidence_question(question.content, previous, previous_evidence)
         state.question = asked  # what the evidence answers, and the answer is checked against
         if hits:

@@ -1,14 +1,18 @@
 """JSON API for conversations (``/api/v1/conversations/``), by Bearer token or session.
 
-- ``POST /api/v1/conversations/`` — optional JSON ``{"title": "..."}`` (or a ``title`` form
-  field) → 201
-  ``{"id": uuid, "title", "created", "updated", "url", "socket"}``. The socket path is where
-  to ask questions (docs/websocket-protocol.md).
+- ``POST /api/v1/conversations/`` — optional JSON ``{"title": "...", "scope": {...}}`` (or a
+  ``title`` form field) → 201
+  ``{"id": uuid, "title", "created", "updated", "url", "socket", "scope"}``. The socket path is
+  where to ask questions (docs/websocket-protocol.md). ``scope``: ``{}`` (everything the caller
+  may read, the default), ``{"collection": uuid}`` or ``{"document": uuid}``; one the caller
+  may not read is a 404.
 - ``GET /api/v1/conversations/?q=text`` — the caller's conversations, most recent first
   (optionally those whose title or messages contain ``text``, at most 200 characters:
   longer is a 400).
 - ``GET /api/v1/conversations/<id>/`` — one conversation with its messages; answers carry
   their citations, sampling params, stats, status and feedback.
+- ``PATCH /api/v1/conversations/<id>/`` — ``{"title": "..."}`` and/or ``{"scope": {...}}``
+  → the conversation as ``GET`` shows it.
 - ``DELETE /api/v1/conversations/<id>/`` — 204.
 
 Another user's conversation is a 404 whatever the method. Errors: ``{"error": message}``.
@@ -27,6 +31,7 @@ from django.urls import reverse
 from accounts.api import ApiError, api_view
 from chat import services
 from chat.models import Conversation, SearchTooLong
+from documents.models import Scope, ScopeUnavailable
 
 LIST_LIMIT = 200
 
@@ -67,17 +72,31 @@ def _body(request: HttpRequest) -> dict:
     return body
 
 
+def _scope(request: HttpRequest, body: dict) -> Scope:
+    """The body's ``scope``, checked: 400 when malformed, 404 when the caller may not read it."""
+    try:
+        return Scope.resolve(request.user, body.get("scope"))
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
+    except ScopeUnavailable as exc:
+        raise ApiError(str(exc), 404) from None
+
+
 @api_view(["GET", "POST"])
 def conversations(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
-        title = _body(request).get("title", "")
+        body = _body(request)
+        title = body.get("title", "")
         if not isinstance(title, str):
             raise ApiError('"title" must be a string.')
+        scope = _scope(request, body)
         try:
-            conversation = services.create_conversation(request.user, title)
+            conversation = services.create_conversation(request.user, title, scope)
         except ValidationError as exc:
             raise ApiError(" ".join(exc.messages)) from exc
-        return JsonResponse(conversation_summary(conversation, request), status=201)
+        data = conversation_summary(conversation, request)
+        data["scope"] = conversation.scope_json(request.user)
+        return JsonResponse(data, status=201)
     try:
         found = Conversation.objects.for_user(request.user).search(request.GET.get("q", ""))
     except SearchTooLong as exc:
@@ -86,12 +105,26 @@ def conversations(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"conversations": [conversation_summary(c, request) for c in found]})
 
 
-@api_view(["GET", "DELETE"])
+@api_view(["GET", "PATCH", "DELETE"])
 def conversation(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     found = _get_owned(request, public_id)
     if request.method == "DELETE":
         services.delete_conversation(found)
         return HttpResponse(status=204)
+    if request.method == "PATCH":
+        body = _body(request)
+        unknown = sorted(set(body) - {"title", "scope"})
+        if unknown:
+            raise ApiError(f'Unknown field {unknown[0]!r}: a conversation changes its "title" and "scope".')
+        if "scope" in body:
+            services.set_conversation_scope(found, _scope(request, body))
+        if "title" in body:
+            if not isinstance(body["title"], str):
+                raise ApiError('"title" must be a string.')
+            try:
+                services.rename_conversation(found, body["title"])
+            except ValidationError as exc:
+                raise ApiError(" ".join(exc.messages)) from exc
     data = services.export_json(found)
     data["socket"] = found.socket_path
     return JsonResponse(data)

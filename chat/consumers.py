@@ -46,6 +46,7 @@ from accounts.services import signed_in_user
 from accounts.signals import credentials_changed
 from chat import answering, llm, protocol, services
 from chat.models import Conversation, Message
+from documents.models import Scope, ScopeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,19 @@ def _save_question(conversation: Conversation, content: str, remember: dict | No
 @database_sync_to_async
 def _last_question(conversation: Conversation) -> Message | None:
     return conversation.messages.last_question()
+
+
+@database_sync_to_async
+def _current_scope(conversation: Conversation, user) -> Scope:
+    """The scope as saved now (the page or the API may have changed it since the socket opened)."""
+    conversation.refresh_from_db(fields=["scope_kind", "scope_collection", "scope_document"])
+    return conversation.scope_for(user)
+
+
+@database_sync_to_async
+def _change_scope(conversation: Conversation, user, value) -> dict:
+    services.set_conversation_scope(conversation, Scope.resolve(user, value))
+    return conversation.scope_json(user)
 
 
 _signed_in_user = database_sync_to_async(signed_in_user)
@@ -290,12 +304,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict):
             raise FrameError('Each frame must be a JSON object with a "type".')
         kind = content.get("type")
-        handlers = {"ask": self.ask, "stop": self.stop, "regenerate": self.regenerate}
+        handlers = {"ask": self.ask, "stop": self.stop, "regenerate": self.regenerate, "scope": self.change_scope}
+        expected = '"ask", "stop", "regenerate" or "scope"'
         if kind is None:
-            raise FrameError('Missing "type": expected "ask", "stop" or "regenerate".')
+            raise FrameError(f'Missing "type": expected {expected}.')
         if not isinstance(kind, str) or kind not in handlers:
             shown = json.dumps(kind)[:40]
-            raise FrameError(f'Unknown type {shown}: expected "ask", "stop" or "regenerate".')
+            raise FrameError(f"Unknown type {shown}: expected {expected}.")
         if kind != "stop" and not await self._still_signed_in():
             return
         await handlers[kind](content)
@@ -314,13 +329,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await answering.check_question(question, params)
         except llm.PromptTooLong as exc:
             raise FrameError(str(exc)) from exc
+        scope = await self._scope()
         self._reserve_answer()
         try:
             message = await _save_question(self.conversation, question, params.to_dict() if explicit else None)
         except BaseException:
             self.reserved = False
             raise
-        self._start(message, params)
+        self._start(message, params, scope)
 
     async def regenerate(self, content: dict) -> None:
         """``{"type": "regenerate", "params": {...}}``: a new answer to the last question."""
@@ -329,12 +345,33 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         question = await _last_question(self.conversation)
         if question is None:
             raise FrameError("Nothing to regenerate: ask a question first.")
+        scope = await self._scope()
         self._reserve_answer()
-        self._start(question, params)
+        self._start(question, params, scope)
 
     async def stop(self, content: dict) -> None:
         """``{"type": "stop"}``: end the answer now, keeping its partial text. Idempotent."""
         await self._stop_generation()
+
+    async def change_scope(self, content: dict) -> None:
+        """``{"type": "scope", "scope": {...}}``: ask that collection or document (``{}``:
+        everything) from the next question on; answered with a ``scope`` event. Not while an
+        answer is being written."""
+        self._ensure_idle()
+        try:
+            shown = await _change_scope(self.conversation, self.user, content.get("scope"))
+        except ValueError as exc:
+            raise FrameError(str(exc)) from None
+        except ScopeUnavailable as exc:
+            raise FrameError(str(exc)) from None
+        await self._send(protocol.scope(shown))
+
+    async def _scope(self) -> Scope:
+        """The scope the next answer searches; a clear error (nothing saved) when it is gone."""
+        try:
+            return await _current_scope(self.conversation, self.user)
+        except ScopeUnavailable as exc:
+            raise FrameError(str(exc)) from None
 
     # --- validation ----------------------------------------------------------------------
 
@@ -378,12 +415,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- generation ----------------------------------------------------------------------
 
-    def _start(self, question: Message, params: llm.GenerationParams) -> None:
+    def _start(self, question: Message, params: llm.GenerationParams, scope: Scope) -> None:
         self.reserved = False
         if self.closed:
             return  # the socket ended (its sign-in did) while the question was being saved
         self.stopping = False
-        self.generation = asyncio.create_task(answering.answer(question, params, user=self.user, emit=self._send))
+        self.generation = asyncio.create_task(
+            answering.answer(question, params, user=self.user, emit=self._send, scope=scope)
+        )
 
     async def _stop_generation(self) -> None:
         task = self.generation

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Prefetch, Q
 
-from documents.models import Document
+from documents.models import Collection, Document, Scope, ScopeKind, ScopeUnavailable
 from documents.retrieval import passage_payload
 
 TITLE_MAX_LENGTH = 200
@@ -98,6 +98,16 @@ class Conversation(models.Model):
     # The generation parameters chosen in the settings panel (chat.llm.GenerationParams.to_dict()),
     # remembered per conversation. Empty: the site defaults.
     settings = models.JSONField(default=dict, blank=True)
+    # What questions search (documents.models.Scope): everything the user may read, one
+    # collection or one document. The kind outlives the target: when that is deleted (the link
+    # set to null), the next question is told so instead of searching everything.
+    scope_kind = models.CharField(max_length=12, choices=ScopeKind.choices, default=ScopeKind.ALL)
+    scope_collection = models.ForeignKey(
+        Collection, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    scope_document = models.ForeignKey(
+        Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="scoped_conversations"
+    )
 
     objects = ConversationQuerySet.as_manager()
 
@@ -108,6 +118,17 @@ class Conversation(models.Model):
             # The sidebar: one user's conversations, most recently active first.
             models.Index(fields=["user", "-updated"], name="conversation_user_updated"),
         ]
+        constraints = [
+            # A scope names at most one target, of its own kind.
+            models.CheckConstraint(
+                condition=Q(scope_collection__isnull=True) | Q(scope_kind="collection", scope_document__isnull=True),
+                name="conversation_scope_collection_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(scope_document__isnull=True) | Q(scope_kind="document", scope_collection__isnull=True),
+                name="conversation_scope_document_kind",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.display_title
@@ -115,6 +136,41 @@ class Conversation(models.Model):
     @property
     def display_title(self) -> str:
         return self.title or "New conversation"
+
+    def scope_for(self, user) -> Scope:
+        """The scope questions search now, as ``user`` may read it. Raises ``ScopeUnavailable``
+        with a message for people when its collection or document was deleted, when ``user``
+        may no longer read it, or when a collection holds nothing ``user`` can read."""
+        if self.scope_kind == ScopeKind.ALL:
+            return Scope()
+        if self.scope_kind == ScopeKind.COLLECTION:
+            found = Collection.objects.visible_to(user).filter(pk=self.scope_collection_id).first()
+            if found is None:
+                raise ScopeUnavailable(
+                    "The collection this conversation asks was deleted, or you can no longer see it. "
+                    "Choose another scope to go on."
+                )
+            if not found.documents_for(user).exists():
+                raise ScopeUnavailable(
+                    f"The collection “{found.name}” holds no document you can read. "
+                    "Add documents to it or choose another scope."
+                )
+            return Scope(collection=found)
+        found = Document.objects.visible_to(user).filter(pk=self.scope_document_id).first()
+        if found is None:
+            raise ScopeUnavailable(
+                "The document this conversation asks about was deleted, or you can no longer read it. "
+                "Choose another scope to go on."
+            )
+        return Scope(document=found)
+
+    def scope_json(self, user) -> dict:
+        """The scope as ``Scope.as_json`` shows it, plus ``available``: False (with ``message``,
+        and no ``id`` or ``name``) when the next question could not search it."""
+        try:
+            return {**self.scope_for(user).as_json(), "available": True}
+        except ScopeUnavailable as exc:
+            return {"kind": self.scope_kind, "id": None, "name": None, "available": False, "message": str(exc)}
 
     @property
     def socket_path(self) -> str:

@@ -16,7 +16,7 @@ CLOSE_NOT_SIGNED_IN = 4401  # not signed in, or the sign-in ended while the sock
 CLOSE_NOT_FOUND = 4404  # no such conversation for this user
 CLOSE_TOO_MANY_SOCKETS = 4429  # the user has CHAT_MAX_SOCKETS_PER_USER chat sockets open already
 MAX_FRAME_CHARS = 64 * 1024
-CLIENT_TYPES = ("ask", "stop", "regenerate")
+CLIENT_TYPES = ("ask", "stop", "regenerate", "scope")
 
 
 def queued(position: int) -> dict:
@@ -54,6 +54,11 @@ def done(message: Message, stats: GenerationStats) -> dict:
         "grounding": message.grounding,
         "stats": stats.as_dict(),
     }
+
+
+def scope(shown: dict) -> dict:
+    """The conversation now asks this scope (``Conversation.scope_json``)."""
+    return {"type": "scope", "scope": shown}
 
 
 def error(text: str) -> dict:

@@ -26,7 +26,7 @@ from chat.models import (
     MessageStatus,
     Role,
 )
-from documents.models import Chunk, Document
+from documents.models import Chunk, Document, Scope
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,29 @@ def _title_from_question(question: str) -> str:
     return words[:60].rsplit(" ", 1)[0] + "…"
 
 
-def create_conversation(user, title: str = "") -> Conversation:
-    """Start an empty conversation for ``user``; a blank title is filled by the first question."""
+def create_conversation(user, title: str = "", scope: Scope | None = None) -> Conversation:
+    """Start an empty conversation for ``user``, asking ``scope`` (``Scope.resolve`` checked
+    that ``user`` may read it; None: everything); a blank title is filled by the first question."""
     title = _clean_title(title) if title and title.strip() else ""
-    conversation = Conversation.objects.create(user=user, title=title)
-    log.info("user %s started conversation %s", user.pk, conversation.public_id)
+    conversation = Conversation(user=user, title=title)
+    _apply_scope(conversation, scope or Scope())
+    conversation.save()
+    log.info("user %s started conversation %s (scope %s)", user.pk, conversation.public_id, conversation.scope_kind)
     return conversation
+
+
+def set_conversation_scope(conversation: Conversation, scope: Scope) -> Conversation:
+    """Ask ``scope`` from the next question on (``Scope.resolve`` checked the owner may read it)."""
+    _apply_scope(conversation, scope)
+    conversation.save(update_fields=["scope_kind", "scope_collection", "scope_document", "updated"])
+    log.info("conversation %s now asks %s", conversation.public_id, scope.kind)
+    return conversation
+
+
+def _apply_scope(conversation: Conversation, scope: Scope) -> None:
+    conversation.scope_kind = scope.kind
+    conversation.scope_collection = scope.collection
+    conversation.scope_document = scope.document
 
 
 def rename_conversation(conversation: Conversation, title: str) -> Conversation:
@@ -270,6 +287,7 @@ def conversation_as_dict(conversation: Conversation, messages: Iterable[Message]
         "created": conversation.created.isoformat(),
         "updated": conversation.updated.isoformat(),
         "settings": conversation.settings,
+        "scope": conversation.scope_json(conversation.user),
         "messages": [message_as_dict(m) for m in messages],
     }
 

@@ -22,8 +22,9 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import llm, services
-from chat.forms import FeedbackForm, NewConversationForm, RenameForm
+from chat.forms import FeedbackForm, NewConversationForm, RenameForm, ScopeForm
 from chat.models import Conversation, Message, Role, SearchTooLong
+from documents.models import Collection, Document, Scope, ScopeKind, ScopeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,62 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, " ".join(form.errors.get("question", ["Invalid question."])))
         return redirect("chat:home")
-    conversation = services.create_conversation(request.user)
+    try:
+        scope = Scope.resolve(request.user, form.scope_value())
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("chat:home")
+    except ScopeUnavailable as exc:
+        raise Http404(str(exc)) from None
+    conversation = services.create_conversation(request.user, scope=scope)
     if form.cleaned_data["question"]:
         request.session[PENDING_QUESTION_KEY] = {
             "conversation": str(conversation.public_id),
             "question": form.cleaned_data["question"],
         }
     return redirect("chat:conversation", conversation.public_id)
+
+
+@require_POST
+@login_required
+def change_scope(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """The header's scope picker: ask everything, a collection or a document from now on."""
+    conversation = owned_conversation(request.user, public_id)
+    form = ScopeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose what this conversation should ask.")
+        return redirect("chat:conversation", conversation.public_id)
+    try:
+        scope = Scope.resolve(request.user, form.scope_value())
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("chat:conversation", conversation.public_id)
+    except ScopeUnavailable as exc:
+        raise Http404(str(exc)) from None
+    services.set_conversation_scope(conversation, scope)
+    messages.success(request, f"This conversation now asks: {scope.name}.")
+    return redirect("chat:conversation", conversation.public_id)
+
+
+def _scope_choices(user, conversation: Conversation) -> list[tuple[str, str]]:
+    """What the header's picker offers: everything, each collection ``user`` sees, and the
+    conversation's own document when it asks one."""
+    choices = [("all", ScopeKind.ALL.label)]
+    if conversation.scope_kind == ScopeKind.DOCUMENT and conversation.scope_document_id:
+        document = Document.objects.visible_to(user).filter(pk=conversation.scope_document_id).first()
+        if document is not None:
+            choices.append((f"document:{document.public_id}", f"Document: {document.title}"))
+    collections = Collection.objects.visible_to(user).order_by("name", "pk")[:SIDEBAR_LIMIT]
+    choices += [(f"collection:{c.public_id}", f"Collection: {c.name}") for c in collections]
+    return choices
+
+
+def _scope_selected(conversation: Conversation) -> str:
+    if conversation.scope_kind == ScopeKind.COLLECTION and conversation.scope_collection_id:
+        return f"collection:{conversation.scope_collection.public_id}"
+    if conversation.scope_kind == ScopeKind.DOCUMENT and conversation.scope_document_id:
+        return f"document:{conversation.scope_document.public_id}"
+    return "all"
 
 
 @require_GET
@@ -103,6 +153,9 @@ def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
         conversation=conversation,
         history=history,
         rename_form=RenameForm(initial={"title": conversation.title}),
+        scope=conversation.scope_json(request.user),
+        scope_choices=_scope_choices(request.user, conversation),
+        scope_selected=_scope_selected(conversation),
         params=llm.remembered_params(conversation.settings).to_dict(),
         max_tokens_limit=settings.LLM_MAX_TOKENS,
         chat_config={

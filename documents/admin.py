@@ -16,7 +16,7 @@ from django.utils.html import format_html
 
 from documents import services
 from documents.forms import AdminUploadForm
-from documents.models import Chunk, Document
+from documents.models import Chunk, Collection, Document
 
 INLINE_CHUNKS = 50
 
@@ -187,3 +187,54 @@ class DocumentAdmin(admin.ModelAdmin):
     def site_page(self, document: Document) -> str:
         url = reverse("documents:detail", args=[document.public_id])
         return format_html('<a href="{}">{}</a>', url, url)
+
+
+class CollectionDocumentInline(admin.TabularInline):
+    """The collection's documents (links only: removing one here leaves the document alone)."""
+
+    model = Collection.documents.through
+    fields = ["document"]
+    autocomplete_fields = ["document"]
+    extra = 0
+    verbose_name = "document"
+    verbose_name_plural = "documents in this collection"
+
+    def get_queryset(self, request):
+        # Only links to documents this admin may read: a collection never widens access.
+        readable = Document.objects.visible_to(request.user).values("pk")
+        return super().get_queryset(request).filter(document__in=readable).select_related("document")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "document":
+            kwargs["queryset"] = Document.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "visibility", "document_total", "updated"]
+    list_filter = ["visibility", ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "description", "owner__username"]
+    list_select_related = ["owner"]
+    filter_horizontal = ["groups"]
+    fields = ["name", "description", "owner", "visibility", "groups", "public_id", "created", "updated"]
+    readonly_fields = ["public_id", "created", "updated"]
+    inlines = [CollectionDocumentInline]
+
+    def get_queryset(self, request):
+        # The site's rule: a collection this admin may not see does not exist here.
+        return super().get_queryset(request).visible_to(request.user).annotate(document_count=Count("documents"))
+
+    def get_changeform_initial_data(self, request) -> dict:
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def delete_model(self, request, obj) -> None:
+        services.delete_collection(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for collection in queryset:
+            services.delete_collection(collection)
+
+    @admin.display(description="documents", ordering="document_count")
+    def document_total(self, collection: Collection) -> int:
+        return collection.document_count

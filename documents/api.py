@@ -1,9 +1,10 @@
 """JSON API for documents (``/api/v1/documents/``), authenticated by Bearer token or session.
 
 - ``POST /api/v1/documents/`` — multipart ``file``; optional ``title``, ``visibility``
-  (``private`` | ``groups`` | ``shared``, default ``private``) and ``groups`` (names or ids of
+  (``private`` | ``groups`` | ``shared``, default ``private``), ``groups`` (names or ids of
   groups the caller belongs to; repeat the field or separate with commas; giving groups
-  without a visibility means ``groups``). 201 with the document; the same bytes uploaded
+  without a visibility means ``groups``) and ``collection`` (the id of a collection the caller
+  may change, to put the document in). 201 with the document; the same bytes uploaded
   again by the same owner → 200 with ``"duplicate": true`` and the existing document.
   Errors: empty, corrupt or mislabeled file → 400; unsupported type → 415; over
   ``UPLOAD_MAX_BYTES`` → 413; past the owner's quota (``USER_MAX_DOCUMENTS``,
@@ -36,7 +37,7 @@ from django.urls import reverse
 
 from accounts.api import ApiError, api_view
 from documents import services
-from documents.forms import UploadForm, groups_for
+from documents.forms import UploadForm, groups_named
 from documents.models import Document, Visibility
 from kb_site.limits import UPLOAD_FORM_OVERHEAD
 
@@ -130,6 +131,7 @@ def _upload(request: HttpRequest) -> JsonResponse:
         "visibility": request.POST.get("visibility", "").strip().lower()
         or (Visibility.GROUPS if groups else Visibility.PRIVATE),
         "groups": [group.pk for group in groups],
+        "collection": request.POST.get("collection", "").strip(),
     }
     if data["visibility"] != Visibility.GROUPS and groups:
         raise ApiError("'groups' only applies when visibility is 'groups'.", 400, code="invalid")
@@ -162,17 +164,10 @@ def _requested_groups(request: HttpRequest) -> list[Group]:
     as unknown, so the API does not reveal which groups exist.
     """
     wanted = [item.strip() for value in request.POST.getlist("groups") for item in value.split(",") if item.strip()]
-    allowed = list(groups_for(request.user))
-    by_name = {group.name: group for group in allowed}
-    by_id = {str(group.pk): group for group in allowed}
-    chosen: list[Group] = []
-    for item in wanted:
-        group = by_name.get(item) or by_id.get(item)
-        if group is None:
-            raise ApiError(f"You are not a member of a group called {item!r}.", 400, code="invalid")
-        if group not in chosen:
-            chosen.append(group)
-    return chosen
+    try:
+        return groups_named(request.user, wanted)
+    except ValueError as exc:
+        raise ApiError(str(exc), 400, code="invalid") from None
 
 
 @api_view(["GET", "DELETE"])

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from documents import services
-from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Document, Visibility
+from documents.models import COLLECTION_NAME_MAX_LENGTH, DOCUMENT_TITLE_MAX_LENGTH, Collection, Document, Visibility
 
 FILE_HELP = "PDF, Word (.docx), Markdown, HTML or plain text."
 TITLE_ERRORS = {"max_length": f"The title is too long (at most {DOCUMENT_TITLE_MAX_LENGTH} characters)."}
@@ -28,6 +28,22 @@ def groups_for(user):
     if user.is_staff:
         return Group.objects.order_by("name")
     return user.groups.order_by("name")
+
+
+def groups_named(user, items) -> list[Group]:
+    """The groups ``items`` name (names or ids) among those ``user`` may share with; raises
+    ``ValueError`` for any other, so a reply never reveals which groups exist."""
+    allowed = list(groups_for(user))
+    by_name = {group.name: group for group in allowed}
+    by_id = {str(group.pk): group for group in allowed}
+    chosen: list[Group] = []
+    for item in items:
+        group = by_name.get(str(item)) or by_id.get(str(item))
+        if group is None:
+            raise ValueError(f"You are not a member of a group called {item!r}.")
+        if group not in chosen:
+            chosen.append(group)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -65,9 +81,10 @@ class UploadFieldsMixin:
         return cleaned
 
     def upload(self, owner) -> tuple[Document, bool]:
-        """Store the validated upload for ``owner`` (see ``services.upload_document``)."""
+        """Store the validated upload for ``owner`` (see ``services.upload_document``), and
+        put it in the chosen collection, if any."""
         file = self.cleaned_data["file"]
-        return services.upload_document(
+        document, created = services.upload_document(
             owner,
             file_name=file.name,
             data=file.data,
@@ -75,6 +92,9 @@ class UploadFieldsMixin:
             visibility=self.cleaned_data["visibility"],
             groups=list(self.cleaned_data["groups"]),
         )
+        if self.cleaned_data.get("collection") is not None:
+            services.add_to_collection(self.cleaned_data["collection"], document)
+        return document, created
 
 
 class UploadForm(UploadFieldsMixin, forms.Form):
@@ -101,10 +121,20 @@ class UploadForm(UploadFieldsMixin, forms.Form):
         queryset=Group.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
     )
 
+    collection = forms.ModelChoiceField(
+        queryset=Collection.objects.none(),
+        to_field_name="public_id",
+        required=False,
+        empty_label="None",
+        help_text="Optional. Also put the document in one of your collections.",
+        error_messages={"invalid_choice": "You have no collection with that id."},
+    )
+
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
         self.fields["groups"].queryset = groups_for(user)
+        self.fields["collection"].queryset = Collection.objects.changeable_by(user).order_by("name", "pk")
         self.fields["file"].widget.attrs["accept"] = ".pdf,.docx,.md,.markdown,.html,.htm,.txt,.text"
 
 
@@ -153,3 +183,56 @@ class AdminUploadForm(UploadFieldsMixin, forms.ModelForm):
         """The unsaved placeholder the admin hands to ``save_model``, which stores the upload."""
         self.save_m2m = lambda: None  # the service sets the groups
         return self.instance
+
+
+COLLECTION_DESCRIPTION_MAX_LENGTH = 2000
+
+
+class CollectionForm(forms.ModelForm):
+    """A collection's name, description and sharing, for the site, the API and the admin."""
+
+    class Meta:
+        model = Collection
+        fields = ["name", "description", "visibility", "groups"]
+        error_messages = {
+            "name": {"max_length": f"The name is too long (at most {COLLECTION_NAME_MAX_LENGTH} characters)."},
+            "visibility": VISIBILITY_ERRORS,
+        }
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["groups"].queryset = groups_for(user)
+        self.fields["groups"].required = False
+        self.fields["description"].max_length = COLLECTION_DESCRIPTION_MAX_LENGTH
+
+    def clean_name(self) -> str:
+        name = " ".join((self.cleaned_data.get("name") or "").split())
+        if not name:
+            raise forms.ValidationError("A collection needs a name.")
+        owner = self.instance.owner if self.instance.pk else self.user
+        taken = Collection.objects.filter(owner=owner, name__iexact=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"You already have a collection called “{name}”.")
+        return name
+
+    def clean_description(self) -> str:
+        description = (self.cleaned_data.get("description") or "").strip()
+        if len(description) > COLLECTION_DESCRIPTION_MAX_LENGTH:
+            raise forms.ValidationError(
+                f"The description is too long (at most {COLLECTION_DESCRIPTION_MAX_LENGTH} characters)."
+            )
+        return description
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("visibility") == Visibility.GROUPS and not cleaned.get("groups"):
+            self.add_error("groups", "Choose at least one group to share the collection with.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Collection:
+        collection = super().save(commit=False)
+        if collection.pk is None:
+            collection.owner = self.user
+        return services.save_collection(collection, self.cleaned_data.get("groups") or [])

@@ -18,6 +18,7 @@ from django.utils import timezone
 from pgvector.django import CosineDistance, HnswIndex, VectorField
 
 DOCUMENT_TITLE_MAX_LENGTH = 300
+COLLECTION_NAME_MAX_LENGTH = 200
 
 
 class Visibility(models.TextChoices):
@@ -81,29 +82,48 @@ class IngestionActivity:
 READ_ALL_DOCUMENTS = "documents.read_all_documents"
 
 
-class DocumentQuerySet(models.QuerySet):
-    def visible_to(self, user) -> DocumentQuerySet:
-        """The documents ``user`` may read: their own, those shared with everyone signed in, and
-        those shared with one of their groups; every document for a holder of
+class SharedQuerySet(models.QuerySet):
+    """What people share (documents, collections): an ``owner``, a ``visibility`` and the
+    ``groups`` it is shared with."""
+
+    def visible_to(self, user):
+        """What ``user`` may read: their own, what is shared with everyone signed in, and what
+        is shared with one of their groups; everything for a holder of
         ``documents.read_all_documents`` (superusers included). Inactive and anonymous users
         read nothing.
 
         This is the one access rule for reading: every listing, page, API call, search,
-        retrieval, admin list and cited passage goes through it. Group sharing is a subquery,
-        not a join, so each document comes back once and counts annotated on the result
-        stay right.
+        retrieval, admin list and cited passage goes through it. A collection is only a name
+        for some documents: inside one, a reader sees just the documents this rule lets them
+        read (``Collection.documents_for``). Group sharing is a subquery, not a join, so each
+        row comes back once and counts annotated on the result stay right.
         """
         if user is None or not user.is_authenticated or not user.is_active:
             return self.none()
         if user.has_perm(READ_ALL_DOCUMENTS):
             return self.all()
-        shared_with_my_groups = Document.groups.through.objects.filter(group__user=user).values("document_id")
+        through = self.model.groups.through  # document_id/collection_id, group_id
+        shared = through.objects.filter(group__user=user).values(f"{self.model._meta.model_name}_id")
         return self.filter(
-            Q(owner=user)
-            | Q(visibility=Visibility.SHARED)
-            | Q(visibility=Visibility.GROUPS, pk__in=shared_with_my_groups)
+            Q(owner=user) | Q(visibility=Visibility.SHARED) | Q(visibility=Visibility.GROUPS, pk__in=shared)
         )
 
+
+class Shared:
+    """What documents and collections have in common as shared things."""
+
+    def groups_shown_to(self, user) -> list[Group]:
+        """The groups this is shared with that ``user`` may see named, by name: all of them
+        for its owner and superusers, otherwise only the groups ``user`` belongs to (a reader
+        learns nothing about groups they are not in). Uses prefetched ``groups``."""
+        groups = sorted(self.groups.all(), key=lambda group: group.name)
+        if self.owner_id == user.pk or user.is_superuser:
+            return groups
+        mine = _group_ids(user)
+        return [group for group in groups if group.pk in mine]
+
+
+class DocumentQuerySet(SharedQuerySet):
     def for_owner(self, user) -> DocumentQuerySet:
         return self.filter(owner=user)
 
@@ -143,7 +163,7 @@ class DocumentQuerySet(models.QuerySet):
         )
 
 
-class Document(models.Model):
+class Document(Shared, models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=DOCUMENT_TITLE_MAX_LENGTH)
@@ -234,16 +254,6 @@ class Document(models.Model):
         (superusers hold every permission). The staff flag alone does not."""
         return self.owner_id == user.pk or user.has_perm(f"documents.{action}_document")
 
-    def groups_shown_to(self, user) -> list[Group]:
-        """The groups this document is shared with that ``user`` may see named, by name: all of
-        them for its owner and superusers, otherwise only the groups ``user`` belongs to (a
-        reader learns nothing about groups they are not in). Uses prefetched ``groups``."""
-        groups = sorted(self.groups.all(), key=lambda group: group.name)
-        if self.owner_id == user.pk or user.is_superuser:
-            return groups
-        mine = _group_ids(user)
-        return [group for group in groups if group.pk in mine]
-
 
 def _group_ids(user) -> frozenset[int]:
     """The ids of ``user``'s groups, looked up once per user object (as Django caches
@@ -265,13 +275,136 @@ class DocumentFile(models.Model):
         return f"bytes of {self.document}"
 
 
+class CollectionQuerySet(SharedQuerySet):
+    def changeable_by(self, user) -> CollectionQuerySet:
+        """The collections ``user`` may add documents to: their own, or every one they see
+        with ``documents.change_collection``."""
+        visible = self.visible_to(user)
+        return visible if user.has_perm("documents.change_collection") else visible.filter(owner=user)
+
+
+class Collection(Shared, models.Model):
+    """A named set of documents, shared like a document, that a conversation can be scoped to.
+    It never widens access: a reader sees inside it only the documents they may read anyway."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
+    name = models.CharField(max_length=COLLECTION_NAME_MAX_LENGTH)
+    description = models.TextField(blank=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
+    groups = models.ManyToManyField(Group, blank=True, related_name="collections")
+    # Deleting a collection removes only these links; deleting a document removes it from every collection.
+    documents = models.ManyToManyField(Document, blank=True, related_name="collections")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = CollectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="collection_unique_owner_name"),
+        ]
+        indexes = [
+            # "My collections" and the pickers: one owner's collections by name.
+            models.Index(fields=["owner", "name"], name="collection_owner_name"),
+            # The visibility filter of visible_to() for shared collections.
+            models.Index(fields=["visibility"], name="collection_visibility"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def documents_for(self, user) -> DocumentQuerySet:
+        """The documents of this collection that ``user`` may read: never more."""
+        return Document.objects.visible_to(user).filter(
+            pk__in=self.documents.through.objects.filter(collection=self).values("document_id")
+        )
+
+    def allows(self, user, action: str) -> bool:
+        """Whether ``user``, who may see this collection, may also ``action`` it ("change":
+        rename, share, add and remove documents; "delete"): its owner may, and so may a holder
+        of ``documents.<action>_collection`` (superusers hold every permission)."""
+        return self.owner_id == user.pk or user.has_perm(f"documents.{action}_collection")
+
+
+class ScopeKind(models.TextChoices):
+    ALL = "all", "Everything I can read"
+    COLLECTION = "collection", "One collection"
+    DOCUMENT = "document", "One document"
+
+
+class ScopeUnavailable(Exception):
+    """A scope names a collection or document that is gone or that its reader may not read;
+    ``str(exc)`` is the message to show (it never says which of the two)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a search draws from, always within what its reader may read: everything (neither
+    set), one collection or one document."""
+
+    collection: Collection | None = None
+    document: Document | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.collection is not None:
+            return ScopeKind.COLLECTION
+        return ScopeKind.DOCUMENT if self.document is not None else ScopeKind.ALL
+
+    @property
+    def name(self) -> str:
+        if self.collection is not None:
+            return self.collection.name
+        return self.document.title if self.document is not None else ScopeKind.ALL.label
+
+    def as_json(self) -> dict:
+        """The one JSON shape of a scope (conversation API, socket ``scope`` event, search)."""
+        target = self.collection or self.document
+        return {"kind": str(self.kind), "id": str(target.public_id) if target else None, "name": self.name}
+
+    @classmethod
+    def resolve(cls, user, value) -> Scope:
+        """The scope a client asked for: ``{}`` or None (everything), ``{"collection": uuid}``
+        or ``{"document": uuid}``. Raises ``ValueError`` (a message to show) for a malformed
+        value and ``ScopeUnavailable`` when ``user`` may not read what it names (a 404)."""
+        if value in (None, {}, ""):
+            return cls()
+        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("collection", "document"):
+            raise ValueError('A scope is {}, {"collection": "<id>"} or {"document": "<id>"}.')
+        kind, raw = next(iter(value.items()))
+        try:
+            public_id = uuid.UUID(str(raw))
+        except ValueError:
+            raise ValueError(f"The {kind} id must be a UUID.") from None
+        if kind == "collection":
+            found = Collection.objects.visible_to(user).filter(public_id=public_id).first()
+            if found is None:
+                raise ScopeUnavailable("Collection not found.")
+            return cls(collection=found)
+        found = Document.objects.visible_to(user).filter(public_id=public_id).first()
+        if found is None:
+            raise ScopeUnavailable("Document not found.")
+        return cls(document=found)
+
+
 class ChunkQuerySet(models.QuerySet):
     """The ranking queries of retrieval (``documents.retrieval`` combines them)."""
 
     def visible_to(self, user) -> ChunkQuerySet:
-        """Chunks of ready documents ``user`` may read (see ``DocumentQuerySet.visible_to``)."""
+        """Chunks of ready documents ``user`` may read (see ``SharedQuerySet.visible_to``)."""
         documents = Document.objects.visible_to(user).filter(status=Status.READY)
         return self.filter(document__in=documents.values("pk"))
+
+    def in_scope(self, scope: Scope | None) -> ChunkQuerySet:
+        """These chunks, narrowed to ``scope`` (never widened: apply it to ``visible_to``)."""
+        if scope is None or scope.kind == ScopeKind.ALL:
+            return self
+        if scope.document is not None:
+            return self.filter(document_id=scope.document.pk)
+        members = Collection.documents.through.objects.filter(collection_id=scope.collection.pk)
+        return self.filter(document_id__in=members.values("document_id"))
 
     def nearest(self, vector, *, exact: bool = False) -> ChunkQuerySet:
         """These chunks, closest to ``vector`` first, each annotated with its cosine ``distance``.

@@ -1,7 +1,8 @@
 """Hybrid retrieval over the chunks a user may read.
 
 Contract: ``search(user, query, k)`` returns at most ``k`` ``Hit`` objects, best first, drawn
-only from ``Chunk.objects.visible_to(user)``. Two candidate lists are fused:
+only from ``Chunk.objects.visible_to(user)`` (narrowed further by a ``scope``: one collection or
+one document). Two candidate lists are fused:
 
 - dense: cosine distance between the query's MiniLM embedding and each chunk's embedding,
   through the HNSW index — or an exact scan when the user can read few enough chunks that an
@@ -41,7 +42,7 @@ from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
 from documents import embeddings
-from documents.models import Chunk
+from documents.models import Chunk, Scope
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +119,20 @@ def search(
     apply_floor: bool = True,
     fusion: Fusion | None = None,
     vector=None,
+    scope: Scope | None = None,
 ) -> list[Hit]:
     """The ``k`` best chunks for ``query`` among those ``user`` may read (see module doc).
 
-    ``vector``: the query's embedding when the caller computed it already.
+    ``vector``: the query's embedding when the caller computed it already. ``scope``: only
+    chunks of that collection or document (and still only those ``user`` may read); word
+    frequencies and the relevance floor are then those of the scope.
     """
     query = (query or "").strip()[:MAX_QUERY_CHARS]
     k = min(max(1, k or settings.RETRIEVAL_K), MAX_K)
     if not query:
         return []
     pool = max(k, candidates or settings.RETRIEVAL_CANDIDATES)
-    visible = Chunk.objects.visible_to(user)
+    visible = Chunk.objects.visible_to(user).in_scope(scope)
     readable = visible.count()
     if readable == 0:
         return []

@@ -1,10 +1,13 @@
-"""``GET /api/v1/search?q=...&k=...``: the caller's visible chunks that best match ``q``."""
+"""``GET /api/v1/search?q=...&k=...``: the caller's visible chunks that best match ``q``;
+``&collection=<uuid>`` or ``&document=<uuid>`` searches only that collection or document (one
+the caller may not read is a 404)."""
 
 from django.conf import settings
 from django.http import JsonResponse
 
 from accounts.api import ApiError, api_view
 from documents import retrieval
+from documents.models import Scope, ScopeUnavailable
 
 
 @api_view(["GET"])
@@ -21,5 +24,14 @@ def search(request):
         raise ApiError("Parameter 'k' must be an integer.", 400) from None
     if not 1 <= k <= retrieval.MAX_K:
         raise ApiError(f"Parameter 'k' must be between 1 and {retrieval.MAX_K}.", 400)
-    hits = retrieval.search(request.user, query, k)
-    return JsonResponse({"query": query, "k": k, "results": [hit.as_dict() for hit in hits]})
+    wanted = {key: request.GET[key] for key in ("collection", "document") if request.GET.get(key)}
+    if len(wanted) > 1:
+        raise ApiError("Give 'collection' or 'document', not both.", 400)
+    try:
+        scope = Scope.resolve(request.user, wanted)
+    except ValueError as exc:
+        raise ApiError(str(exc), 400) from None
+    except ScopeUnavailable as exc:
+        raise ApiError(str(exc), 404) from None
+    hits = retrieval.search(request.user, query, k, scope=scope)
+    return JsonResponse({"query": query, "k": k, "scope": scope.as_json(), "results": [hit.as_dict() for hit in hits]})

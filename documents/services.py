@@ -17,9 +17,10 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
 from documents import filetypes
-from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Document, DocumentFile, Status, Visibility
+from documents.models import DOCUMENT_TITLE_MAX_LENGTH, Collection, Document, DocumentFile, Status, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +250,44 @@ def delete_document(document: Document) -> None:
     document_id = document.pk
     document.delete()
     log.info("deleted document %s", document_id)
+
+
+# --- collections -----------------------------------------------------------------------------
+
+
+def save_collection(collection: Collection, groups: Iterable[Group] = ()) -> Collection:
+    """Create or update ``collection`` (validated by ``CollectionForm``) with its ``groups``
+    (kept only for group visibility)."""
+    with transaction.atomic():
+        created = collection.pk is None
+        collection.save()
+        collection.groups.set(list(groups) if collection.visibility == Visibility.GROUPS else [])
+    log.info("%s collection %s (%s)", "created" if created else "updated", collection.public_id, collection.visibility)
+    return collection
+
+
+def delete_collection(collection: Collection) -> None:
+    """Delete a collection: its links to documents go, the documents stay. Conversations that
+    asked it keep their kind of scope and are told it is gone at their next question."""
+    public_id = collection.public_id
+    collection.delete()
+    log.info("deleted collection %s", public_id)
+
+
+def add_to_collection(collection: Collection, document: Document) -> bool:
+    """Put ``document`` in ``collection``; False if it was there already. The caller checked
+    that the user may change the collection and read the document."""
+    _, added = Collection.documents.through.objects.get_or_create(collection=collection, document=document)
+    if added:
+        Collection.objects.filter(pk=collection.pk).update(updated=timezone.now())
+        log.info("added document %s to collection %s", document.public_id, collection.public_id)
+    return added
+
+
+def remove_from_collection(collection: Collection, document: Document) -> bool:
+    """Take ``document`` out of ``collection`` (the document stays); False if it was not in it."""
+    removed, _ = Collection.documents.through.objects.filter(collection=collection, document=document).delete()
+    if removed:
+        Collection.objects.filter(pk=collection.pk).update(updated=timezone.now())
+        log.info("removed document %s from collection %s", document.public_id, collection.public_id)
+    return bool(removed)

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from documents import services
 from documents.forms import UploadForm
-from documents.models import Document
+from documents.models import Collection, Document
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES, user=request.user)
     else:
-        form = UploadForm(user=request.user)
+        # "Upload a document into this collection" links here with ?collection=<id>.
+        form = UploadForm(user=request.user, initial={"collection": request.GET.get("collection")})
     if form.is_bound and form.is_valid():
         try:
             document, created = form.upload(request.user)
@@ -126,6 +127,10 @@ def detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "can_reindex": document.allows(request.user, "change"),
         "can_delete": document.allows(request.user, "delete"),
         "groups": document.groups_shown_to(request.user),
+        "collections": Collection.objects.visible_to(request.user).filter(documents=document).order_by("name", "pk"),
+        "collection_choices": Collection.objects.changeable_by(request.user)
+        .exclude(documents=document)
+        .order_by("name", "pk"),
     }
     return render(request, "documents/detail.html", context)
 

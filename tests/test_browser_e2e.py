@@ -352,6 +352,21 @@ def test_a_user_uploads_a_document_and_gets_a_streamed_cited_answer(live_site, t
             expect(cited_chunk.locator("mark")).to_have_text([VAULT_SENTENCE])
             page.screenshot(path=str(tmp_path / "document-marked.png"), full_page=True)
 
+            # "Ask about this document" starts a conversation limited to it: the header says
+            # so, and the answer's sources all come from this document (Dana can read the
+            # lighthouse document too).
+            page.get_by_role("button", name="Ask about this document").click()
+            expect(page).to_have_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+            expect(page.locator("#scope-select option:checked")).to_have_text(f"Document: {VAULT_TITLE}")
+            composer = page.locator("#question")
+            composer.fill("What is the vault code, and how does the lamp flash?")
+            composer.press("Enter")
+            scoped = page.locator("article.msg-assistant").last
+            expect(scoped.locator(".sources .source-link").first).to_be_visible(timeout=180_000)
+            expect(scoped).not_to_have_class(re.compile(r"\bstreaming\b"), timeout=180_000)
+            scoped_sources = scoped.locator(".sources li").evaluate_all("items => items.map(i => i.dataset.document)")
+            assert scoped_sources and set(scoped_sources) == {str(vault_document.public_id)}, scoped_sources
+
             # On a phone the conversation fits the screen: a long source title and a long
             # unbroken word wrap instead of pushing the page sideways; the conversation list
             # folds away behind a button.
