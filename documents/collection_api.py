@@ -156,9 +156,8 @@ def collection_documents(request: HttpRequest, public_id: uuid.UUID) -> JsonResp
     if document is None:
         raise ApiError("Document not found.", 404)
     added = services.add_to_collection(found, document)
-    return JsonResponse(
-        {"collection": str(found.public_id), "document": str(document.public_id)}, status=201 if added else 200
-    )
+    body = {"collection": str(found.public_id), "document": str(document.public_id), "added": added}
+    return JsonResponse(body, status=201 if added else 200)
 
 
 @api_view(["DELETE"])

@@ -195,7 +195,10 @@ class CollectionForm(forms.ModelForm):
         model = Collection
         fields = ["name", "description", "visibility", "groups"]
         error_messages = {
-            "name": {"max_length": f"The name is too long (at most {COLLECTION_NAME_MAX_LENGTH} characters)."},
+            "name": {
+                "required": "A collection needs a name.",
+                "max_length": f"The name is too long (at most {COLLECTION_NAME_MAX_LENGTH} characters).",
+            },
             "visibility": VISIBILITY_ERRORS,
         }
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}

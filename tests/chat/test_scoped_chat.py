@@ -12,7 +12,7 @@ from chat import services
 from documents import services as document_services
 from documents.models import Collection, Scope
 from tests.chat.factories import make_document
-from tests.chat.sockets import ON_TOPIC, events_until_end, messages_of, of_type, open_socket, session_headers
+from tests.chat.sockets import ON_TOPIC, events_until_end, login_headers, messages_of, of_type, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ async def test_a_document_scoped_conversation_answers_from_that_document_only(al
     conversation = await database_sync_to_async(services.create_conversation)(
         alice, scope=Scope(document=kettle_manual)
     )
-    communicator = await open_socket(conversation.public_id, session_headers(alice))
+    communicator = await open_socket(conversation.public_id, await login_headers(alice))
     # A question about the Zorblax, asked of the kettle manual: the Zorblax manual is never used.
     await communicator.send_json_to({"type": "ask", "content": ON_TOPIC})
     events = await events_until_end(communicator)
@@ -42,7 +42,7 @@ async def test_a_scope_frame_changes_the_scope_and_a_bad_one_is_an_error(alice, 
     conversation = await database_sync_to_async(services.create_conversation)(alice)
     collection = await database_sync_to_async(Collection.objects.create)(owner=alice, name="Kitchen")
     private = await database_sync_to_async(make_document)(bob, "Bob's notes", KETTLE)
-    communicator = await open_socket(conversation.public_id, session_headers(alice))
+    communicator = await open_socket(conversation.public_id, await login_headers(alice))
 
     await communicator.send_json_to({"type": "scope", "scope": {"document": str(kettle_manual.public_id)}})
     event = await communicator.receive_json_from(timeout=30)
@@ -78,7 +78,7 @@ async def test_a_question_in_a_conversation_whose_document_was_deleted_gets_a_cl
         alice, scope=Scope(document=kettle_manual)
     )
     await database_sync_to_async(document_services.delete_document)(kettle_manual)
-    communicator = await open_socket(conversation.public_id, session_headers(alice))
+    communicator = await open_socket(conversation.public_id, await login_headers(alice))
     await communicator.send_json_to({"type": "ask", "content": "How often is it descaled?"})
     event = await communicator.receive_json_from(timeout=30)
     assert event["type"] == "error"

@@ -313,7 +313,7 @@ def test_an_upload_can_go_straight_into_a_collection(alice_client, library):
         "/documents/upload/", {"file": upload, "visibility": "private", "collection": str(collection.public_id)}
     )
     assert response.status_code == 302
-    assert collection.documents.filter(title="Blades").exists()
+    assert collection.documents.filter(original_name="blades.md").exists()
 
 
 def test_the_api_upload_refuses_a_collection_the_caller_cannot_change(library, carol):
@@ -329,25 +329,23 @@ def test_the_api_upload_refuses_a_collection_the_caller_cannot_change(library, c
 
 
 def test_ask_about_this_document_starts_a_conversation_scoped_to_it(alice_client, alice, library, bob):
-    response = alice_client.post("/chat/new/", {"document": str(library["handbook"].public_id)})
+    response = alice_client.post("/new/", {"document": str(library["handbook"].public_id)})
     conversation = Conversation.objects.get(user=alice)
     assert response.status_code == 302
     assert (conversation.scope_kind, conversation.scope_document) == ("document", library["handbook"])
-    page = alice_client.get(f"/chat/c/{conversation.public_id}/")
+    page = alice_client.get(f"/c/{conversation.public_id}/")
     assert b"Document: Handbook" in page.content
     # The header's picker changes it; a scope Alice may not read is a 404.
-    alice_client.post(
-        f"/chat/c/{conversation.public_id}/scope/", {"scope": f"collection:{library['collection'].public_id}"}
-    )
+    alice_client.post(f"/c/{conversation.public_id}/scope/", {"scope": f"collection:{library['collection'].public_id}"})
     conversation.refresh_from_db()
     assert conversation.scope_collection == library["collection"]
     assert (
         alice_client.post(
-            f"/chat/c/{conversation.public_id}/scope/", {"scope": f"document:{library['plans'].public_id}"}
+            f"/c/{conversation.public_id}/scope/", {"scope": f"document:{library['plans'].public_id}"}
         ).status_code
         == 404
     )
-    assert alice_client.post("/chat/new/", {"document": str(library["plans"].public_id)}).status_code == 404
+    assert alice_client.post("/new/", {"document": str(library["plans"].public_id)}).status_code == 404
     assert Conversation.objects.filter(user=alice).count() == 1
 
 
