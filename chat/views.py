@@ -65,6 +65,8 @@ def home(request: HttpRequest) -> HttpResponse:
     context = _sidebar(request)
     context.update(
         conversation=None,
+        # The start page's scope: everything, or one of the collections the user sees.
+        start_collections=Collection.objects.visible_to(request.user).order_by("name", "pk")[:SIDEBAR_LIMIT],
         chat_config={"conversation": None, "maxQuestionChars": services.QUESTION_MAX_CHARS},
     )
     return render(request, "chat/chat.html", context)
@@ -76,7 +78,10 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
     """Start a conversation; a question typed on the start page is asked when it opens."""
     form = NewConversationForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors.get("question", ["Invalid question."])))
+        if "question" in form.errors:
+            messages.error(request, " ".join(form.errors["question"]))
+        else:
+            messages.error(request, "That is not the id of a collection or a document.")
         return redirect("chat:home")
     try:
         scope = Scope.resolve(request.user, form.scope_value())

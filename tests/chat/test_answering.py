@@ -257,9 +257,9 @@ async def test_with_llm_rewrite_a_follow_up_is_searched_as_the_model_rewrote_it(
     searched = []
     real_search = answering.search
 
-    async def spy(user, query):
+    async def spy(user, query, scope=None):
         searched.append(query)
-        return await real_search(user, query)
+        return await real_search(user, query, scope)
 
     monkeypatch.setattr(answering, "search", spy)
     conversation: Conversation = await database_sync_to_async(make_conversation)(

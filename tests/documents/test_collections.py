@@ -355,3 +355,17 @@ def test_the_admin_lists_collections_and_their_documents(library, admin_user):
     assert listing.status_code == 200 and b"Turbines" in listing.content
     page = client.get(f"/admin/documents/collection/{library['collection'].pk}/change/")
     assert page.status_code == 200 and b"Turbine manual" in page.content
+
+
+def test_the_chat_start_page_offers_the_collections_and_starts_a_scoped_conversation(library, carol):
+    client = client_for(carol)
+    assert "the collection “Turbines”" in client.get("/").content.decode()
+    response = client.post(
+        "/new/", {"question": "How often is the oil changed?", "collection": str(library["collection"].public_id)}
+    )
+    assert response.status_code == 302
+    conversation = Conversation.objects.get(user=carol)
+    assert conversation.scope_collection == library["collection"]
+    refused = client.post("/new/", {"question": "x", "collection": "not-a-uuid"}, follow=True)
+    assert "not the id of a collection or a document" in refused.content.decode()
+    assert Conversation.objects.filter(user=carol).count() == 1
