@@ -103,11 +103,13 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["display_title", "user", "message_count", "created", "updated"]
-    list_filter = [("user", admin.RelatedOnlyFieldListFilter), "created", "updated", FeedbackFilter]
+    # What each conversation searched (everything, a collection or a document); the scope's
+    # name is not shown: the reviewer may not be allowed to read it.
+    list_filter = [("user", admin.RelatedOnlyFieldListFilter), "scope_kind", "created", "updated", FeedbackFilter]
     search_fields = ["title", "messages__content", "user__username"]
     date_hierarchy = "created"
     list_select_related = ["user"]
-    fields = ["public_id", "user", "title", "created", "updated", "settings"]
+    fields = ["public_id", "user", "title", "scope_kind", "created", "updated", "settings"]
     readonly_fields = fields
     inlines = [MessageInline]
 

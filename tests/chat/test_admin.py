@@ -92,6 +92,12 @@ def test_filter_by_user(staff_client, reviewed, alice):
     assert titles(staff_client.get(CHANGELIST, {"user__id__exact": alice.pk})) == {"Warranty question"}
 
 
+def test_filter_by_scope(staff_client, reviewed):
+    Conversation.objects.filter(pk=reviewed.liked.pk).update(scope_kind="document")
+    assert titles(staff_client.get(CHANGELIST, {"scope_kind__exact": "document"})) == {"Warranty question"}
+    assert len(titles(staff_client.get(CHANGELIST, {"scope_kind__exact": "all"}))) == 2
+
+
 def test_search_by_message_content(staff_client, reviewed):
     assert titles(staff_client.get(CHANGELIST, {"q": "dishwasher"})) == {"Cleaning question"}
     assert titles(staff_client.get(CHANGELIST, {"q": "descaling"})) == {"Descaling question"}
