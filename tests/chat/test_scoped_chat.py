@@ -42,6 +42,7 @@ async def test_a_scope_frame_changes_the_scope_and_a_bad_one_is_an_error(alice, 
     conversation = await database_sync_to_async(services.create_conversation)(alice)
     collection = await database_sync_to_async(Collection.objects.create)(owner=alice, name="Kitchen")
     private = await database_sync_to_async(make_document)(bob, "Bob's notes", KETTLE)
+    hidden = await database_sync_to_async(Collection.objects.create)(owner=bob, name="Bob's shelf")
     communicator = await open_socket(conversation.public_id, await login_headers(alice))
 
     await communicator.send_json_to({"type": "scope", "scope": {"document": str(kettle_manual.public_id)}})
@@ -57,6 +58,7 @@ async def test_a_scope_frame_changes_the_scope_and_a_bad_one_is_an_error(alice, 
     }
     for bad, reason in [
         ({"document": str(private.public_id)}, "Document not found."),
+        ({"collection": str(hidden.public_id)}, "Collection not found."),
         ({"collection": "not-a-uuid"}, "must be a UUID"),
         ({"shelf": "x"}, "A scope is"),
     ]:
