@@ -481,7 +481,9 @@ def _streaming(run: dict, result: dict) -> list[str]:
             ],
         ),
         "",
-        f"{single['questions']} questions; prompt token count of the rebuilt prompt equal to the server's: "
+        f"{single['questions']} questions, each answered by the model (claims the server would answer "
+        f'"not found" without it are skipped: {result.get("candidates_not_found", "?")} of the candidates); '
+        f"prompt token count of the rebuilt prompt equal to the server's: "
         f"{single['prompt_tokens_match']}/{single['questions']}; identical greedy answers: "
         f"{single['same_answers']}/{single['questions']}.",
         "",

@@ -2,18 +2,22 @@
 
 What is measured, and how:
 
-- A small knowledge base (SciFact abstracts: those relevant to the questions asked, plus
-  others) is ingested in this process, then a real daphne (``kb_site.asgi``) serves it on
-  loopback. A websockets client opens ``/ws/chat/<conversation>/`` with a Bearer token and
-  asks SciFact test claims through ``ask`` events (``docs/websocket-protocol.md``), greedy, a
-  fixed ``max_tokens``, one new conversation per question so no history enters the prompt.
+- A small knowledge base (SciFact abstracts: those relevant to the candidate questions, plus
+  others, shared with everyone signed in) is ingested in this process, then a real daphne
+  (``kb_site.asgi``) serves it on loopback. A websockets client opens
+  ``/ws/chat/<conversation>/`` with a Bearer token and asks SciFact test claims through
+  ``ask`` events (``docs/websocket-protocol.md``), greedy, a fixed ``max_tokens``, one new
+  conversation per question so no history enters the prompt.
+- Only claims the site answers with the model are asked: the candidates go through the
+  server's own ``answering.find_sources`` first, and those it would answer with the
+  not-found message (no model) are skipped; how many were skipped is reported.
 - Baseline: the same GGUF opened with ``llama_cpp.Llama`` in a process of its own
   (``bench/raw_llm.py``: no Django, no torch; same context size and threads), streaming
   ``create_chat_completion`` with the same messages and the same sampling (temperature 0,
   top-k 1, top-p 1, min-p 0, repeat penalty 1, same ``max_tokens``).
-  The messages are rebuilt here exactly as the server builds them: the same
-  ``retrieval.search`` call and ``chat.prompting.build_messages``; the bench checks that the
-  prompt token count equals the server's and reports whether the two answers are identical.
+  The messages are rebuilt here by the server's own functions (``answering.find_sources``
+  and ``answering.build_prompt``); the bench checks that the prompt token count equals the
+  server's and reports whether the two answers are identical.
 - Single stream: each question is asked through the site, then raw, alternately (pairs close
   in time share the machine's load). TTFT is measured by the client (``ask`` sent → first
   ``token`` event: saving the question, retrieval, prompt building and prefill included) and
@@ -21,8 +25,9 @@ What is measured, and how:
   piece. Tokens/s is decode speed after the first token: (completion tokens − 1) / (last
   token − first token). Each question is distinct, so neither side gets a cached prompt; both
   reuse the shared system prompt prefix from their own KV cache the same way.
-- Concurrency 1, 4, 8: that many clients, each on its own conversation with its own question,
-  send ``ask`` at the same moment. Reported: answers completed, errors (must be zero),
+- Concurrency 1, 4, 8: that many clients, each a different user (per-user limits apply to
+  one person, not to a crowd) on its own conversation with its own question, send ``ask`` at
+  the same moment. Reported: answers completed, errors (must be zero),
   ``queued`` events and the longest position seen, client TTFT p50/max (queue wait included),
   per-answer tokens/s, and total tokens/s over the level's wall time.
 """
@@ -53,6 +58,8 @@ from bench.common import (
 MAX_TOKENS = 96
 LEVELS = (1, 4, 8)
 EXTRA_DOCUMENTS = 60
+# Claims looked at per claim asked: many get the not-found answer (no model), and are skipped.
+CANDIDATES_PER_QUESTION = 3
 
 
 def run(options, prepared: dict) -> dict:
@@ -69,10 +76,15 @@ def run(options, prepared: dict) -> dict:
     singles = 3 if options.quick else 6
     levels = (1, 4) if options.quick else LEVELS
     needed = 1 + singles + sum(levels)
-    questions = list(queries.items())[:needed]
+    candidates = list(queries.items())[: needed * CANDIDATES_PER_QUESTION]
     user = User.objects.create_user("bench-stream")
     token = create_api_token(user, name="bench")
-    _ingest(user, corpus, [qrels[qid] for qid, _ in questions])
+    # One user per concurrent client: CHAT_MAX_PENDING_PER_USER limits one person, not a crowd.
+    client_tokens = [
+        create_api_token(User.objects.create_user(f"bench-stream-{i}"), name="bench") for i in range(max(levels))
+    ]
+    _ingest(user, corpus, [qrels[qid] for qid, _ in candidates])
+    questions, skipped = _answered_by_the_model(user, [text for _, text in candidates], needed)
     port = free_port()
     logs = LOGS_DIR
     server = None
@@ -85,6 +97,7 @@ def run(options, prepared: dict) -> dict:
         "llm_threads": settings.LLM_THREADS or os.cpu_count(),
         "llm_threads_setting": settings.LLM_THREADS,
         "site_threads": list(thread_counts(settings.LLM_THREADS)),
+        "candidates_not_found": skipped,
     }
     raw = _RawModel()
     try:
@@ -94,21 +107,21 @@ def run(options, prepared: dict) -> dict:
             log_path=logs / "streaming-daphne.log",
         )
         wait_for_port(port, timeout=60, process=server)
-        site = _Site(f"127.0.0.1:{port}", token)
         with httpx.Client(timeout=60) as http:
-            site.http = http
+            site = _Site(f"127.0.0.1:{port}", token, http)
             result["model"] = raw.name
             say("streaming: warming up the server and the raw model")
-            warm_question = questions[0][1]
+            warm_question = questions[0]
             asyncio.run(site.ask(warm_question))
             raw.stream(_messages(user, warm_question, raw))
-            result["single"] = _single_stream(site, raw, user, [text for _, text in questions[1 : 1 + singles]])
+            result["single"] = _single_stream(site, raw, user, questions[1 : 1 + singles])
             offset = 1 + singles
             result["concurrency"] = []
+            clients = [_Site(site.host, client_token, http) for client_token in client_tokens]
             for level in levels:
-                batch = [text for _, text in questions[offset : offset + level]]
+                batch = questions[offset : offset + level]
                 offset += level
-                result["concurrency"].append(asyncio.run(_concurrent(site, batch)))
+                result["concurrency"].append(asyncio.run(_concurrent(clients[:level], batch)))
                 say(f"streaming: {level} concurrent clients done")
     finally:
         stop_process(server)
@@ -132,23 +145,38 @@ def _ingest(user, corpus: list[dict], relevant: list[dict]) -> None:
                 file_name=f"{FILE_PREFIX}{entry['_id']}.txt",
                 data=document_bytes(entry),
                 title=entry["title"].strip()[:300],
-                visibility=Visibility.PRIVATE,
+                visibility=Visibility.SHARED,
             )
             tasks.ingest_document(document.pk, document.ingest_generation)
 
 
-def _messages(user, question: str, raw) -> list[dict]:
-    """The messages the server builds for ``question`` in a new conversation."""
-    from chat import prompting
-    from documents import retrieval
+def _answered_by_the_model(user, candidates: list[str], needed: int) -> tuple[list[str], int]:
+    """The first ``needed`` of ``candidates`` the server answers with the model (its own
+    ``find_sources`` decides), and how many it would answer "not found" instead."""
+    from chat import answering
 
-    hits = retrieval.search(user, question)
-    if not hits:
-        raise RuntimeError(f"no passage found for {question!r}: the server would not call the model")
-    plan = prompting.build_messages(
-        question=question, passages=hits, history=[], engine=raw.counter(), params=_params()
-    )
-    return plan.messages
+    chosen, skipped = [], 0
+    for question in candidates:
+        if len(chosen) == needed:
+            break
+        if asyncio.run(answering.find_sources(user, question)).hits:
+            chosen.append(question)
+        else:
+            skipped += 1
+    if len(chosen) < needed:
+        raise RuntimeError(f"only {len(chosen)} of {len(candidates)} claims get a model answer; {needed} are needed")
+    say(f"streaming: {needed} claims answered by the model ({skipped} would get the not-found answer)")
+    return chosen, skipped
+
+
+def _messages(user, question: str, raw) -> list[dict]:
+    """The messages the server builds for ``question`` in a new conversation, by its own functions."""
+    from chat import answering
+
+    sources = asyncio.run(answering.find_sources(user, question))
+    if not sources.hits:
+        raise RuntimeError(f"no passage for {question!r}: the server would not call the model")
+    return answering.build_prompt(question, sources, [], raw.counter(), _params()).messages
 
 
 def _params():
@@ -223,10 +251,10 @@ def _rate(tokens: int, times: list[float]) -> float | None:
 class _Site:
     """A client of the running site: REST for conversations, websocket for answers."""
 
-    def __init__(self, host: str, token: str) -> None:
+    def __init__(self, host: str, token: str, http) -> None:
         self.host = host
         self.auth = {"Authorization": f"Bearer {token}"}
-        self.http = None
+        self.http = http
 
     def new_conversation(self) -> str:
         response = self.http.post(f"http://{self.host}/api/v1/conversations/", headers=self.auth, json={})
@@ -283,6 +311,8 @@ def _single_stream(site: _Site, raw: _RawModel, user, questions: list[str]) -> d
         product = asyncio.run(site.ask(question))
         if product["errors"] or product.get("status") != "complete":
             raise RuntimeError(f"the site did not answer {question!r}: {product['errors'] or product.get('status')}")
+        if not product["tokens"]:
+            raise RuntimeError(f"the site answered {question!r} without the model")
         messages = _messages(user, question, raw)
         expected_prompt = raw.counter().count_prompt_tokens(messages)
         baseline = raw.stream(messages)
@@ -331,11 +361,13 @@ def _same_answer(product: dict, baseline: dict) -> bool:
     return product["text"].strip() == baseline["text"].strip()
 
 
-async def _concurrent(site: _Site, questions: list[str]) -> dict:
-    paths = [await asyncio.to_thread(site.new_conversation) for _ in questions]
+async def _concurrent(clients: list[_Site], questions: list[str]) -> dict:
+    """Each client (a user of its own) asks one of ``questions`` at the same moment."""
+    paths = [await asyncio.to_thread(client.new_conversation) for client in clients]
     start = asyncio.Event()
     tasks = [
-        asyncio.ensure_future(site.ask(q, socket_path=p, start=start)) for q, p in zip(questions, paths, strict=True)
+        asyncio.ensure_future(client.ask(q, socket_path=p, start=start))
+        for client, q, p in zip(clients, questions, paths, strict=True)
     ]
     await asyncio.sleep(0.5)  # every socket is open and waiting
     began = time.perf_counter()

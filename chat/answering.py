@@ -230,23 +230,22 @@ async def answer(
         earlier = await _earlier_turns(question)
         previous, previous_evidence = earlier.previous_question, earlier.previous_evidence
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
-        query = rewritten or retrieval_query(question.content, previous, previous_evidence)
-        hits, vector = await search(user, query, scope)
-        asked = rewritten or evidence_question(question.content, previous, previous_evidence)
-        state.question = asked  # what the evidence answers, and the answer is checked against
-        if hits:
-            relevant = len(keep_relevant(hits))
-            found = await embeddings.arun(functools.partial(evidence.find, relevant=relevant), asked, vector, hits)
-            hits, found = with_best_evidence(hits, relevant, found)
-        if hits and not answerable(question.content, hits, found):
-            hits = []
-        if not hits:
+        sources = await find_sources(
+            user,
+            question.content,
+            previous=previous,
+            previous_evidence=previous_evidence,
+            rewritten=rewritten,
+            scope=scope,
+        )
+        state.question = sources.asked  # what the evidence answers, and the answer is checked against
+        if not sources.hits:
             # Nothing in the knowledge base is relevant: say so honestly, without the model.
             await emit(protocol.sources([]))
             await emit(protocol.token(prompting.NOT_FOUND_ANSWER))
             state.pieces.append(prompting.NOT_FOUND_ANSWER)
             return await _done(state, emit)
-        await _generate(state, question.content, found, hits, earlier.history, emit)
+        await _generate(state, question.content, sources, earlier.history, emit)
         return await _done(state, emit)
     except asyncio.CancelledError:
         # A stop that arrives while the finished answer is being saved keeps that answer as it is.
@@ -263,6 +262,56 @@ async def answer(
         return await _fail(state, "The answer failed because of an internal error.", emit)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What ``find_sources`` found for a question: ``hits`` to answer from (empty: the
+    not-found answer, without the model), their ``evidence``, and ``asked``, the question the
+    evidence answers (a follow-up with its context)."""
+
+    hits: list
+    evidence: evidence.Evidence | None
+    asked: str
+
+
+async def find_sources(
+    user,
+    question: str,
+    *,
+    previous: str | None = None,
+    previous_evidence: str = "",
+    rewritten: str | None = None,
+    scope: Scope | None = None,
+) -> Sources:
+    """Search, find the evidence, keep the relevant passages and decide whether they can
+    answer ``question`` at all: the first half of ``answer``, shared with the benchmarks so
+    they measure the prompts the server builds."""
+    query = rewritten or retrieval_query(question, previous, previous_evidence)
+    hits, vector = await search(user, query, scope)
+    asked = rewritten or evidence_question(question, previous, previous_evidence)
+    found = None
+    if hits:
+        relevant = len(keep_relevant(hits))
+        found = await embeddings.arun(functools.partial(evidence.find, relevant=relevant), asked, vector, hits)
+        hits, found = with_best_evidence(hits, relevant, found)
+    if hits and not answerable(question, hits, found):
+        hits = []
+    return Sources(hits=hits, evidence=found, asked=asked)
+
+
+def build_prompt(
+    question: str, sources: Sources, history: list[tuple[str, str]], engine, params: llm.GenerationParams
+) -> prompting.PromptPlan:
+    """The messages for the model (``prompting.build_messages``) from ``find_sources``'s passages."""
+    hits, found = sources.hits, sources.evidence
+    if settings.PROMPT_PASSAGE_SCOPE == "evidence":
+        # The model reads each passage's answering sentence and its neighbours, numbered as the
+        # whole passages the user sees.
+        shown = [evidence.around(hit, marks) for hit, marks in zip(hits, found.highlights, strict=True)]
+    else:
+        shown = hits
+    return prompting.build_messages(question=question, passages=shown, history=history, engine=engine, params=params)
+
+
 async def _done(state: _Answer, emit: Emit) -> Message:
     message, _ = await asyncio.shield(state.finish())
     await emit(protocol.done(message, state.stats))
@@ -270,24 +319,12 @@ async def _done(state: _Answer, emit: Emit) -> Message:
 
 
 async def _generate(
-    state: _Answer, question: str, found: evidence.Evidence, hits: list, history: list[tuple[str, str]], emit: Emit
+    state: _Answer, question: str, sources: Sources, history: list[tuple[str, str]], emit: Emit
 ) -> None:
     """Quote the evidence, build the prompt and stream the model's answer into ``state``."""
     engine = await llm.aget_engine()
-    if settings.PROMPT_PASSAGE_SCOPE == "evidence":
-        # The model reads each passage's answering sentence and its neighbours, numbered as the
-        # whole passages the user sees.
-        shown = [evidence.around(hit, marks) for hit, marks in zip(hits, found.highlights, strict=True)]
-    else:
-        shown = hits
-    plan = await asyncio.to_thread(
-        prompting.build_messages,
-        question=question,
-        passages=shown,
-        history=history,
-        engine=engine,
-        params=state.params,
-    )
+    hits, found = sources.hits, sources.evidence
+    plan = await asyncio.to_thread(build_prompt, question, sources, history, engine, state.params)
     used = len(plan.passages_used)  # a prefix: passages that did not fit the context are dropped
     state.sources, state.highlights = hits[:used], found.highlights[:used]
     await emit(protocol.sources(state.sources, state.highlights))
