@@ -442,9 +442,8 @@ def run(options, prepared: dict) -> dict:
         result["documents"] = _documents(document_ids, files)
         say(f"answers: {len(ids)} golden documents ingested in {result['ingest_seconds']} s")
 
-        site = _Site(f"127.0.0.1:{port}", token)
         with httpx.Client(timeout=60) as http:
-            site.http = http
+            site = _Site(f"127.0.0.1:{port}", token, http)
             warm = asyncio.run(converse(site, [WARM_UP_QUESTION], params, site.new_conversation()))
             if warm[0]["error"]:
                 raise RuntimeError(f"the warm-up question failed: {warm[0]['error']}")
