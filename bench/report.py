@@ -460,7 +460,9 @@ def _streaming(run: dict, result: dict) -> list[str]:
         "claims through `ask` (one new conversation per question); client TTFT = `ask` sent → first `token` "
         "event (saving, retrieval, prompt building, prefill); server TTFT = `done.stats.ttft_ms` (prefill only). "
         "Raw: `llama_cpp.Llama.create_chat_completion(stream=True)` in a process of its own (no Django, no torch) "
-        "with the same messages (rebuilt with the same search and prompt builder), context, threads and sampling. "
+        "with the server's own messages (rebuilt by `answering.find_sources` and `answering.build_prompt`, "
+        "the functions the server calls), context, threads and sampling; only claims the server answers with "
+        "the model are asked. "
         "Tokens/s = decode speed after the first token.",
         "",
         _table(

@@ -31,7 +31,7 @@ from django.urls import reverse
 from accounts.api import ApiError, api_view
 from chat import services
 from chat.models import Conversation, SearchTooLong
-from documents.models import Scope, ScopeUnavailable
+from documents.search_api import resolve_scope
 
 LIST_LIMIT = 200
 
@@ -72,16 +72,6 @@ def _body(request: HttpRequest) -> dict:
     return body
 
 
-def _scope(request: HttpRequest, body: dict) -> Scope:
-    """The body's ``scope``, checked: 400 when malformed, 404 when the caller may not read it."""
-    try:
-        return Scope.resolve(request.user, body.get("scope"))
-    except ValueError as exc:
-        raise ApiError(str(exc)) from None
-    except ScopeUnavailable as exc:
-        raise ApiError(str(exc), 404) from None
-
-
 @api_view(["GET", "POST"])
 def conversations(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
@@ -89,7 +79,7 @@ def conversations(request: HttpRequest) -> JsonResponse:
         title = body.get("title", "")
         if not isinstance(title, str):
             raise ApiError('"title" must be a string.')
-        scope = _scope(request, body)
+        scope = resolve_scope(request.user, body.get("scope"))
         try:
             conversation = services.create_conversation(request.user, title, scope)
         except ValidationError as exc:
@@ -116,15 +106,17 @@ def conversation(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         unknown = sorted(set(body) - {"title", "scope"})
         if unknown:
             raise ApiError(f'Unknown field {unknown[0]!r}: a conversation changes its "title" and "scope".')
-        if "scope" in body:
-            services.set_conversation_scope(found, _scope(request, body))
+        if "title" in body and not isinstance(body["title"], str):
+            raise ApiError('"title" must be a string.')
+        # Both are checked before either is written: a refused request changes nothing.
+        scope = resolve_scope(request.user, body["scope"]) if "scope" in body else None
         if "title" in body:
-            if not isinstance(body["title"], str):
-                raise ApiError('"title" must be a string.')
             try:
                 services.rename_conversation(found, body["title"])
             except ValidationError as exc:
                 raise ApiError(" ".join(exc.messages)) from exc
+        if scope is not None:
+            services.set_conversation_scope(found, scope)
     data = services.export_json(found)
     data["socket"] = found.socket_path
     return JsonResponse(data)

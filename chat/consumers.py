@@ -360,9 +360,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self._ensure_idle()
         try:
             shown = await _change_scope(self.conversation, self.user, content.get("scope"))
-        except ValueError as exc:
-            raise FrameError(str(exc)) from None
-        except ScopeUnavailable as exc:
+        except (ValueError, ScopeUnavailable) as exc:
             raise FrameError(str(exc)) from None
         await self._send(protocol.scope(shown))
 

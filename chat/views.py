@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import llm, services
 from chat.forms import FeedbackForm, NewConversationForm, RenameForm, ScopeForm
 from chat.models import Conversation, Message, Role, SearchTooLong
-from documents.models import Collection, Document, Scope, ScopeKind, ScopeUnavailable
+from documents.models import Collection, Scope, ScopeKind, ScopeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,9 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
         else:
             messages.error(request, "That is not the id of a collection or a document.")
         return redirect("chat:home")
-    try:
-        scope = Scope.resolve(request.user, form.scope_value())
-    except ValueError as exc:
-        messages.error(request, str(exc))
+    scope = _chosen_scope(request, form.scope_value())
+    if scope is None:
         return redirect("chat:home")
-    except ScopeUnavailable as exc:
-        raise Http404(str(exc)) from None
     conversation = services.create_conversation(request.user, scope=scope)
     if form.cleaned_data["question"]:
         request.session[PENDING_QUESTION_KEY] = {
@@ -108,37 +104,36 @@ def change_scope(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose what this conversation should ask.")
         return redirect("chat:conversation", conversation.public_id)
-    try:
-        scope = Scope.resolve(request.user, form.scope_value())
-    except ValueError as exc:
-        messages.error(request, str(exc))
-        return redirect("chat:conversation", conversation.public_id)
-    except ScopeUnavailable as exc:
-        raise Http404(str(exc)) from None
-    services.set_conversation_scope(conversation, scope)
-    messages.success(request, f"This conversation now asks: {scope.name}.")
+    scope = _chosen_scope(request, form.scope_value())
+    if scope is not None:
+        services.set_conversation_scope(conversation, scope)
+        messages.success(request, f"This conversation now asks: {scope.name}.")
     return redirect("chat:conversation", conversation.public_id)
 
 
-def _scope_choices(user, conversation: Conversation) -> list[tuple[str, str]]:
-    """What the header's picker offers: everything, each collection ``user`` sees, and the
+def _chosen_scope(request: HttpRequest, value: dict) -> Scope | None:
+    """The scope a page's form chose; None (with a message to show) when malformed, and a
+    404 when the user may not read it."""
+    try:
+        return Scope.resolve(request.user, value)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return None
+    except ScopeUnavailable as exc:
+        raise Http404(str(exc)) from None
+
+
+def _scope_picker(user, scope: dict) -> tuple[list[tuple[str, str]], str]:
+    """The header picker's choices and its selected value, for the conversation's scope as
+    ``Conversation.scope_json`` shows it: everything, each collection ``user`` sees, and the
     conversation's own document when it asks one."""
-    choices = [("all", ScopeKind.ALL.label)]
-    if conversation.scope_kind == ScopeKind.DOCUMENT and conversation.scope_document_id:
-        document = Document.objects.visible_to(user).filter(pk=conversation.scope_document_id).first()
-        if document is not None:
-            choices.append((f"document:{document.public_id}", f"Document: {document.title}"))
+    selected = f"{scope['kind']}:{scope['id']}" if scope["id"] else ScopeKind.ALL.value
+    choices = [(ScopeKind.ALL.value, ScopeKind.ALL.label)]
+    if scope["kind"] == ScopeKind.DOCUMENT and scope["id"]:
+        choices.append((selected, f"Document: {scope['name']}"))
     collections = Collection.objects.visible_to(user).order_by("name", "pk")[:SIDEBAR_LIMIT]
     choices += [(f"collection:{c.public_id}", f"Collection: {c.name}") for c in collections]
-    return choices
-
-
-def _scope_selected(conversation: Conversation) -> str:
-    if conversation.scope_kind == ScopeKind.COLLECTION and conversation.scope_collection_id:
-        return f"collection:{conversation.scope_collection.public_id}"
-    if conversation.scope_kind == ScopeKind.DOCUMENT and conversation.scope_document_id:
-        return f"document:{conversation.scope_document.public_id}"
-    return "all"
+    return choices, selected
 
 
 @require_GET
@@ -153,14 +148,16 @@ def conversation_page(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
         if isinstance(pending, dict) and pending.get("conversation") == str(conversation.public_id)
         else ""
     )
+    scope = conversation.scope_json(request.user)
+    scope_choices, scope_selected = _scope_picker(request.user, scope)
     context = _sidebar(request)
     context.update(
         conversation=conversation,
         history=history,
         rename_form=RenameForm(initial={"title": conversation.title}),
-        scope=conversation.scope_json(request.user),
-        scope_choices=_scope_choices(request.user, conversation),
-        scope_selected=_scope_selected(conversation),
+        scope=scope,
+        scope_choices=scope_choices,
+        scope_selected=scope_selected,
         params=llm.remembered_params(conversation.settings).to_dict(),
         max_tokens_limit=settings.LLM_MAX_TOKENS,
         chat_config={

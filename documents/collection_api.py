@@ -111,8 +111,7 @@ def _save(request: HttpRequest, instance: Collection | None) -> Collection:
     data["groups"] = [group.pk for group in chosen]
     form = CollectionForm(data, instance=instance, user=request.user)
     if not form.is_valid():
-        field, errors = next(iter(form.errors.items()))
-        raise ApiError(" ".join(errors))
+        raise ApiError(" ".join(next(iter(form.errors.values()))))
     return form.save()
 
 

@@ -206,9 +206,13 @@ class CollectionForm(forms.ModelForm):
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["groups"].queryset = groups_for(user)
+        # The user's groups, and those it is shared with already (an owner who has left one
+        # can still rename the collection without unsharing it).
+        groups = groups_for(user)
+        if self.instance.pk:
+            groups = (groups | self.instance.groups.all()).distinct().order_by("name")
+        self.fields["groups"].queryset = groups
         self.fields["groups"].required = False
-        self.fields["description"].max_length = COLLECTION_DESCRIPTION_MAX_LENGTH
 
     def clean_name(self) -> str:
         name = " ".join((self.cleaned_data.get("name") or "").split())

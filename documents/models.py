@@ -317,9 +317,7 @@ class Collection(Shared, models.Model):
 
     def documents_for(self, user) -> DocumentQuerySet:
         """The documents of this collection that ``user`` may read: never more."""
-        return Document.objects.visible_to(user).filter(
-            pk__in=self.documents.through.objects.filter(collection=self).values("document_id")
-        )
+        return Document.objects.visible_to(user).filter(collections=self)
 
     def allows(self, user, action: str) -> bool:
         """Whether ``user``, who may see this collection, may also ``action`` it ("change":

@@ -10,6 +10,17 @@ from documents import retrieval
 from documents.models import Scope, ScopeUnavailable
 
 
+def resolve_scope(user, value) -> Scope:
+    """The scope an API request names (``Scope.resolve``): 400 when malformed, 404 when
+    ``user`` may not read it. The conversations API takes scopes through it too."""
+    try:
+        return Scope.resolve(user, value)
+    except ValueError as exc:
+        raise ApiError(str(exc), 400) from None
+    except ScopeUnavailable as exc:
+        raise ApiError(str(exc), 404) from None
+
+
 @api_view(["GET"])
 def search(request):
     query = request.GET.get("q", "").strip()
@@ -27,11 +38,6 @@ def search(request):
     wanted = {key: request.GET[key] for key in ("collection", "document") if request.GET.get(key)}
     if len(wanted) > 1:
         raise ApiError("Give 'collection' or 'document', not both.", 400)
-    try:
-        scope = Scope.resolve(request.user, wanted)
-    except ValueError as exc:
-        raise ApiError(str(exc), 400) from None
-    except ScopeUnavailable as exc:
-        raise ApiError(str(exc), 404) from None
+    scope = resolve_scope(request.user, wanted)
     hits = retrieval.search(request.user, query, k, scope=scope)
     return JsonResponse({"query": query, "k": k, "scope": scope.as_json(), "results": [hit.as_dict() for hit in hits]})

@@ -39,10 +39,8 @@ the memory of the killed cluster, which django-q2 hands out again only after ``Q
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
-import operator
 import os
 import socket
 import threading
@@ -53,7 +51,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -80,6 +77,13 @@ FILE_MISSING = "the uploaded file is missing — upload it again"
 # loses little. Measured here on 1,000 one-abstract documents (1,900 chunks): calls of 512
 # chunks encode them about 20 % faster than calls of 120.
 _BATCHES_PER_CALL = 16
+
+
+def _per_call() -> int:
+    """Chunks per encode call."""
+    return settings.EMBEDDING_BATCH_SIZE * _BATCHES_PER_CALL
+
+
 # Documents claimed per query while a run fills its batch.
 _CLAIM_GROUP = 16
 # Documents the sweep recovers per transaction (it runs again a few seconds later).
@@ -328,8 +332,8 @@ def _prepare(documents: list[_Held]) -> None:
                 raise ExtractionError("no text found")
     # The total is shown while a document waits for more than one encode call; a small one is
     # written once, when it is ready.
-    per_call = settings.EMBEDDING_BATCH_SIZE * _BATCHES_PER_CALL
-    _write_progress([document for document in documents if not document.finished and len(document.drafts) > per_call])
+    long = [document for document in documents if not document.finished and len(document.drafts) > _per_call()]
+    _write_progress(long)
 
 
 class _failures_recorded:
@@ -367,7 +371,7 @@ def _embed_and_write(run: _Run, documents: list[_Held]) -> None:
     call; after each call, write the documents whose last vector it computed (together, in one
     transaction) and the progress of the others."""
     batch_size = settings.EMBEDDING_BATCH_SIZE
-    per_call = batch_size * _BATCHES_PER_CALL
+    per_call = _per_call()
     items = [(document, index) for document in documents for index in range(len(document.drafts))]
     for start in range(0, len(items), per_call):
         part = [(document, index) for document, index in items[start : start + per_call] if not document.finished]
@@ -456,12 +460,16 @@ def _replace_chunks(documents: list[_Held]) -> None:
 
 def _lock_current(documents: list[_Held]) -> list[_Held]:
     """Lock the rows of ``documents``; those neither deleted nor re-queued since their claim."""
-    generations = dict(
-        Document.objects.select_for_update()
-        .filter(pk__in=[document.id for document in documents])
-        .order_by("pk")
-        .values_list("pk", "ingest_generation")
-    )
+    return _current(documents, lock=True)
+
+
+def _current(documents: list[_Held], *, lock: bool = False) -> list[_Held]:
+    """Those of ``documents`` neither deleted nor re-queued since their claim (same generation);
+    ``lock``: their rows locked, in id order, until the caller's transaction ends."""
+    rows = Document.objects.filter(pk__in=[document.id for document in documents])
+    if lock:
+        rows = rows.select_for_update().order_by("pk")
+    generations = dict(rows.values_list("pk", "ingest_generation"))
     return [document for document in documents if generations.get(document.id) == document.generation]
 
 
@@ -497,13 +505,9 @@ def _write_progress(documents: list[_Held], *, ready: bool = False) -> None:
             progress_done=done, progress_total=total, **common
         )
     if written < len(documents) and not ready:
-        current = set(
-            Document.objects.filter(
-                functools.reduce(operator.or_, (Q(pk=d.id, ingest_generation=d.generation) for d in documents))
-            ).values_list("pk", flat=True)
-        )
+        current = _current(documents)
         for document in documents:
-            if document.id not in current:
+            if document not in current:
                 log.info("ingestion of document %s (generation %s) was superseded", document.id, document.generation)
                 document.finished = True
                 document.drafts, document.vectors = [], []

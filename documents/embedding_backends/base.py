@@ -128,7 +128,7 @@ class GraphBackend(Backend):
     """A backend that runs the exported transformer graph: tokenisation with the ``tokenizers``
     library and the model's ``tokenizer.json``, pooling and normalisation in NumPy — the same
     arithmetic as sentence-transformers' Pooling and Normalize modules. Subclasses run the
-    graph (``_token_embeddings``) and say which inputs it takes (``input_names``)."""
+    graph on the batches (``_infer_all``) and say which inputs it takes (``input_names``)."""
 
     input_names: Sequence[str]
 
@@ -151,10 +151,6 @@ class GraphBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=True).ids)
-
-    @abstractmethod
-    def _token_embeddings(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """The transformer's last hidden state, shape ``(batch, tokens, dimensions)``."""
 
     def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         import numpy as np
@@ -192,11 +188,11 @@ class GraphBackend(Backend):
             available = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
             yield rows, {name: available[name] for name in self.input_names}, attention_mask
 
+    @abstractmethod
     def _infer_all(self, batches: Iterable[tuple[list[int], dict, np.ndarray]], store: Callable) -> None:
-        """Run the graph on each batch and ``store(rows, attention_mask, hidden)`` its output;
-        one after the other unless a backend runs several at once."""
-        for rows, feed, attention_mask in batches:
-            store(rows, attention_mask, self._token_embeddings(feed))
+        """Run the graph on each ``(rows, feed, attention_mask)`` batch and call
+        ``store(rows, attention_mask, hidden)`` with its last hidden state, shape
+        ``(batch, tokens, dimensions)``; raise the first failure."""
 
 
 def _pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str) -> np.ndarray:

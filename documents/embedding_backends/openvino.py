@@ -54,11 +54,6 @@ class OpenVINOBackend(GraphBackend):
         # At least one batch per stream, so that every stream has work.
         return super().embed(texts, max(1, min(batch_size, math.ceil(len(texts) / self.streams))))
 
-    def _token_embeddings(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        request = self._queue[self._queue.get_idle_request_id()]
-        request.infer(feed)
-        return request.get_output_tensor(0).data.copy()
-
     def _infer_all(self, batches: Iterable[tuple[list[int], dict, np.ndarray]], store: Callable) -> None:
         """Every stream computes a batch at once; ``store`` runs in OpenVINO's callback thread
         (the callers' lock keeps other embedding work out meanwhile). The first failure, in

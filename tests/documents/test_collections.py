@@ -369,3 +369,20 @@ def test_the_chat_start_page_offers_the_collections_and_starts_a_scoped_conversa
     refused = client.post("/new/", {"question": "x", "collection": "not-a-uuid"}, follow=True)
     assert "not the id of a collection or a document" in refused.content.decode()
     assert Conversation.objects.filter(user=carol).count() == 1
+
+
+def test_a_refused_conversation_patch_changes_nothing(library, carol):
+    client = client_for(carol)
+    created = api(client, "post", "/conversations/", {"title": "Oil"}).json()
+    path = f"/conversations/{created['id']}/"
+    refused = api(client, "patch", path, {"scope": {"collection": str(library["collection"].public_id)}, "title": " "})
+    assert refused.status_code == 400
+    conversation = Conversation.objects.get(public_id=created["id"])
+    assert (conversation.scope_kind, conversation.title) == ("all", "Oil")
+
+
+def test_an_owner_who_left_the_group_still_renames_the_collection_and_keeps_it_shared(library, alice, team):
+    alice.groups.remove(team)
+    response = api(client_for(alice), "patch", f"/collections/{library['collection'].public_id}/", {"name": "Wind"})
+    assert response.status_code == 200, response.content
+    assert (response.json()["name"], response.json()["groups"]) == ("Wind", ["team"])
