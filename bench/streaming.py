@@ -92,8 +92,7 @@ def run(options, prepared: dict) -> dict:
         "max_tokens": MAX_TOKENS,
         "mode": "greedy",
         "llm_context": settings.LLM_CONTEXT,
-        # The raw baseline uses LLM_THREADS (or every core) for everything, its fastest setting;
-        # the site splits them as chat.llm.thread_counts says (0: generation leaves a core free).
+        # The raw baseline and the site use the same threads: LLM_THREADS, or every core.
         "llm_threads": settings.LLM_THREADS or os.cpu_count(),
         "llm_threads_setting": settings.LLM_THREADS,
         "site_threads": list(thread_counts(settings.LLM_THREADS)),

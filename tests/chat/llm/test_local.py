@@ -22,7 +22,7 @@ from chat.llm import (
     get_engine,
     local,
 )
-from chat.llm.engine import _Done
+from chat.llm.engine import _Done, _Piece
 from chat.prompting import SYSTEM_PROMPT
 
 PATIENCE = 30  # seconds before a step that never happens fails the test instead of hanging it
@@ -55,6 +55,7 @@ def engine(settings):
 class Gate:
     """Wraps the engine's worker-thread generation: records how each one ended, and holds the
     first one's worker right after its ``at``-th token until the event loop calls ``open()``.
+    Every token is handed to the loop on its own (no coalescing), so the loop sees the held one.
 
     ``held`` records whether each hold ended by ``open()`` (True) rather than by giving up: a
     worker holding the event loop's own thread could never be opened.
@@ -65,6 +66,7 @@ class Gate:
         self.held: list[bool] = []
         self.reached = threading.Event()
         self._open = threading.Event()
+        monkeypatch.setattr(local, "STREAM_INTERVAL", 0)
         generate = engine._generate
         calls = 0
 
@@ -118,11 +120,25 @@ async def test_a_greedy_answer_to_a_grounded_question_states_the_fact(engine):
 
 
 async def test_the_answer_streams_in_several_pieces(engine):
-    pieces = [piece async for piece in engine.stream(GROUNDED, GenerationParams(max_tokens=60))]
+    generation = engine.stream(COUNTING, GenerationParams(mode="greedy", max_tokens=120))
+    pieces = [piece async for piece in generation]
 
-    assert len(pieces) >= 5
+    assert len(pieces) >= 3
+    assert len(pieces) < generation.stats["completion_tokens"]  # tokens are handed over together
     assert all(pieces)
     assert not pieces[0][0].isspace()
+
+
+def test_the_first_token_goes_at_once_and_later_ones_together_within_the_interval():
+    sent: list[tuple[str, int, float]] = []
+    pieces = local._Coalescer(lambda piece: sent.append((piece.text, piece.completion_tokens, piece.at)), 0.04)
+    for n, at in enumerate([10.0, 10.01, 10.02, 10.03, 10.045, 10.05, 10.06], start=1):
+        pieces.add(_Piece(f"t{n} ", n, at))
+
+    assert sent == [("t1 ", 1, 10.0), ("t2 t3 t4 t5 ", 5, 10.045)]
+    pieces.flush()
+    pieces.flush()  # nothing left: nothing sent
+    assert sent[2:] == [("t6 t7 ", 7, 10.06)]
 
 
 async def test_greedy_answers_repeat_and_seeded_sampling_repeats(engine):
@@ -336,8 +352,8 @@ def test_the_engine_is_loaded_once_for_the_same_settings_and_callers_find_every_
 
 
 @pytest.mark.parametrize(
-    ("setting", "cores", "expected"), [(3, 2, (3, 3)), (0, 1, (1, 1)), (0, 2, (1, 2)), (0, 8, (7, 8))]
+    ("setting", "cores", "expected"), [(3, 2, (3, 3)), (0, 1, (1, 1)), (0, 2, (2, 2)), (0, 8, (8, 8))]
 )
-def test_automatic_threads_leave_the_server_a_core_while_generating(monkeypatch, setting, cores, expected):
+def test_automatic_threads_use_every_core_the_process_may_use(monkeypatch, setting, cores, expected):
     monkeypatch.setattr(local, "usable_cores", lambda: cores)
     assert llm.thread_counts(setting) == expected
