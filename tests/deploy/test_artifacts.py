@@ -649,6 +649,7 @@ def test_the_entrypoint_is_executable_and_passes_other_commands_through(tmp_path
 
 @pytest.mark.slow
 def test_the_llm_role_serves_the_packaged_model_behind_the_api_key(tmp_path):
+    """The bundled model, converted into LLM_CACHE_DIR first (chat.llm.weights)."""
     port = free_port()
     key_file = tmp_path / "llm-api-key"
     key_file.write_text("test-key\n")
@@ -661,6 +662,8 @@ def test_the_llm_role_serves_the_packaged_model_behind_the_api_key(tmp_path):
         LLM_MODEL_NAME="kb-llm",
         LLM_CONTEXT="512",
         LLM_THREADS="1",
+        LLM_CACHE_DIR=str(tmp_path / "llm-cache"),
+        LLM_BUNDLED_WEIGHTS="q8_0",
     )
     log = tmp_path / "llm.log"  # a file, not a pipe: llama.cpp logs ~200 KB while loading
     with log.open("w") as log_file:
@@ -694,6 +697,7 @@ def test_the_llm_role_serves_the_packaged_model_behind_the_api_key(tmp_path):
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"].strip()
+        assert [path.name for path in (tmp_path / "llm-cache").glob("*/*.gguf")] == ["SmolLM2-135M-Instruct.Q8_0.gguf"]
     finally:
         server.terminate()
         try:

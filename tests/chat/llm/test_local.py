@@ -112,7 +112,7 @@ async def test_a_greedy_answer_to_a_grounded_question_states_the_fact(engine):
     assert "1987" in answer
     stats = generation.stats
     assert stats["finish_reason"] == "stop"
-    assert stats["model"] == "SmolLM2-135M-Instruct.Q4_1"
+    assert stats["model"] == llm.local_model_path().name.removesuffix(".gguf")  # the bundled model, converted
     assert stats["prompt_tokens"] == engine.count_prompt_tokens(GROUNDED)
     assert 0 < stats["completion_tokens"] < 60
     assert stats["ttft_ms"] >= 0
