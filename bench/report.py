@@ -37,6 +37,8 @@ def latest_parts(results_dir: Path) -> dict[str, tuple[dict, dict]]:
                 part = f"scifact-{result['split']}"
             elif part == "streaming" and _threads_setting(run, result):
                 part = f"streaming-threads-{_threads_setting(run, result)}"
+            elif part == "answers" and _weights_setting(result) != "auto":
+                part = f"answers-weights-{_weights_setting(result)}"
             elif part not in PARTS:
                 continue
             if part not in found and "error" not in result:
@@ -50,6 +52,11 @@ def _threads_setting(run: dict, result: dict) -> int:
         return result["llm_threads_setting"]
     cores = run.get("machine", {}).get("cores_usable")
     return 0 if result.get("llm_threads") == cores else result.get("llm_threads", 0)
+
+
+def _weights_setting(result: dict) -> str:
+    """``LLM_BUNDLED_WEIGHTS`` of an answers run ("auto", the default, before the setting existed)."""
+    return str((result.get("settings") or {}).get("LLM_BUNDLED_WEIGHTS", "auto"))
 
 
 def latest_full_run(results_dir: Path) -> dict | None:
@@ -164,6 +171,8 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
                 out += _scifact_train(*parts["scifact-train"], test=result)
             if part == "streaming":
                 out += _streaming_threads(parts, result)
+            if part == "answers":
+                out += _answers_weights(parts, run, result)
         else:
             out += [f"## {part.title()}", "", f"Not measured yet: `make bench PART={part}`.", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -668,6 +677,48 @@ def _backends(run: dict, result: dict) -> list[str]:
         "",
         _table(
             ["backend", "texts/s", "vs torch", "cosine to torch", "nDCG@10", "Δ nDCG@10 [95 % CI]", "web process RSS"],
+            rows,
+        ),
+        "",
+    ]
+
+
+def _answers_weights(parts: dict[str, tuple[dict, dict]], run: dict, default: dict) -> list[str]:
+    """The headline answer figures of runs with another ``LLM_BUNDLED_WEIGHTS``, beside the default's."""
+    others = sorted((key, value) for key, value in parts.items() if key.startswith("answers-weights-"))
+    if not others:
+        return []
+    rows = []
+    for weights, (other_run, result) in [("auto (the table above)", (run, default))] + [
+        (key.removeprefix("answers-weights-"), value) for key, value in others
+    ]:
+        summary = result["summary"]
+        rows.append(
+            [
+                f"{weights}: {result.get('model')}, run {other_run.get('started')}, "
+                f"commit {(other_run.get('machine') or {}).get('git', {}).get('commit') or '?'}",
+                _ratio(summary["trustworthy"]),
+                _ratio(summary["answer_accuracy"]),
+                _ratio(summary["citation_accuracy"]),
+                _ratio(summary["follow_up_answer_accuracy"]),
+                _ratio(summary["looping"]),
+                _p50_p95(summary["ms_to_first_token"]),
+            ]
+        )
+    return [
+        "The same golden set with the bundled model in other types (`LLM_BUNDLED_WEIGHTS=… make bench PART=answers`;"
+        " greedy answers change with any change of arithmetic, so a few answers differ either way):",
+        "",
+        _table(
+            [
+                "weights",
+                "trustworthy",
+                "answer states the fact",
+                "citation accuracy",
+                "follow-up answers",
+                "looping",
+                "`ask` → first token ms p50 / p95",
+            ],
             rows,
         ),
         "",
