@@ -501,6 +501,7 @@ def _streaming(run: dict, result: dict) -> list[str]:
         *_first_token(single),
         *_follow_up(result.get("follow_up")),
         *_weights_rows(result.get("weights")),
+        *_batched_rows(result.get("batched")),
         _table(
             [
                 "clients",
@@ -604,10 +605,35 @@ def _weights_rows(rows: list[dict] | None) -> list[str]:
     ]
 
 
+def _batched_rows(rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return []
+    single = next((row["aggregate_tokens_per_s"] for row in rows if row["streams"] == 1), None)
+    return [
+        "Several answers decoded together? llama.cpp's batch API (`bench/batched_llm.py`: one KV-cache sequence "
+        f"per stream, the same {rows[0]['prompt_tokens']}-token prompt in each, {rows[0]['steps']} greedy tokens "
+        "per stream, one `llama_decode` per step carrying a token of every stream; the site's model and threads):",
+        "",
+        _table(
+            ["streams", "aggregate tokens/s", "per stream tokens/s", "aggregate vs 1 stream"],
+            [
+                [
+                    row["streams"],
+                    _fmt(row["aggregate_tokens_per_s"], 1),
+                    _fmt(row["per_stream_tokens_per_s"], 1),
+                    _fmt(row["aggregate_tokens_per_s"] / single, 2) if single else "–",
+                ]
+                for row in rows
+            ],
+        ),
+        "",
+    ]
+
+
 def _site_threads(result: dict) -> str:
     generation, prompt = result.get("site_threads") or [result["llm_threads"]] * 2
     if generation == prompt:
-        return f"site: {generation} threads"
+        return f"site: {generation} thread{'' if generation == 1 else 's'}"
     return f"site: {generation} generation / {prompt} prompt threads"
 
 

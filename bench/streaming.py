@@ -130,10 +130,34 @@ def run(options, prepared: dict) -> dict:
     finally:
         stop_process(server)
         raw.close()
+    prompts = [_messages(user, q, raw) for q in questions[: 1 + singles]]
     if not settings.LLM_MODEL_PATH:
-        warm = _messages(user, questions[0], raw)
-        result["weights"] = _weights([warm] + [_messages(user, q, raw) for q in questions[1 : 1 + singles]])
+        result["weights"] = _weights(prompts)
+    result["batched"] = _batched(raw.path, result["llm_threads"], prompts[1])
     return result
+
+
+def _batched(path: Path, threads: int, messages: list[dict]) -> list[dict]:
+    """``bench/batched_llm.py`` on the site's model: aggregate decode speed of several sequences
+    decoded together, with one of the server's prompts (its messages' text) in each."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as prompt:
+        prompt.write("\n\n".join(message["content"] for message in messages))
+        prompt.flush()
+        completed = subprocess.run(
+            [sys.executable, "-m", "bench.batched_llm", str(path), str(threads), prompt.name],
+            capture_output=True,
+            text=True,
+            cwd=BASE_DIR,
+            timeout=600,
+        )
+    if completed.returncode != 0:
+        raise RuntimeError(f"bench.batched_llm failed: {completed.stderr[-2000:]}")
+    rows = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    say("streaming: batched decoding measured")
+    return rows
 
 
 def _follow_ups(site: _Site, questions: list[str]) -> dict:
