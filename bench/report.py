@@ -530,8 +530,13 @@ def _streaming(run: dict, result: dict) -> list[str]:
             ],
         ),
         "",
-        "Clients send `ask` at the same moment; the model answers one at a time (first come, first served), "
-        "so TTFT includes the wait behind the answers ahead. `wait` = client TTFT − server TTFT: the queue plus "
+        "Clients (one user each) send `ask` at the same moment; the model generates "
+        + (
+            f"up to {result['llm_parallel']} answers together (`LLM_PARALLEL`), the others wait in the fair queue, "
+            if result.get("llm_parallel")
+            else "one answer at a time (first come, first served), "
+        )
+        + "so TTFT includes any wait in line. `wait` = client TTFT − server TTFT: the queue plus "
         "saving the question and retrieval. Total tokens/s = all answers' tokens over the level's wall time.",
         "",
     ]

@@ -100,6 +100,7 @@ def run(options, prepared: dict) -> dict:
         "llm_threads": settings.LLM_THREADS or os.cpu_count(),
         "llm_threads_setting": settings.LLM_THREADS,
         "site_threads": list(thread_counts(settings.LLM_THREADS)),
+        "llm_parallel": settings.LLM_PARALLEL,
         "candidates_not_found": skipped,
     }
     raw = _RawModel()

@@ -311,6 +311,9 @@ LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL_NAME = env_str("LLM_MODEL_NAME", "")
 LLM_THREADS = env_int("LLM_THREADS", 0, minimum=0)  # 0: every core the process may use
 LLM_CONTEXT = env_int("LLM_CONTEXT", 4096, minimum=512)
+# Answers the local model generates together, each with its own LLM_CONTEXT tokens of cache
+# (llama.cpp decodes several sequences in one call: chat/llm/decoder.py); more wait in line.
+LLM_PARALLEL = env_int("LLM_PARALLEL", 4, minimum=1, maximum=16)
 LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 512, minimum=1)
 # Each retrieved passage is cut to this many tokens in the prompt (small models need short prompts).
 LLM_PASSAGE_MAX_TOKENS = env_int("LLM_PASSAGE_MAX_TOKENS", 320, minimum=16)

@@ -106,6 +106,7 @@ def _config() -> tuple:
         settings.LLM_MODEL_NAME,
         settings.LLM_CONTEXT,
         settings.LLM_THREADS,
+        settings.LLM_PARALLEL,
         settings.LLM_BUNDLED_WEIGHTS,
         str(settings.LLM_CACHE_DIR),
     )
@@ -134,7 +135,7 @@ def get_engine() -> Engine:
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            base_url, model_path, api_key, model_name, context, threads, _, _ = key
+            base_url, model_path, api_key, model_name, context, threads, parallel, _, _ = key
             if base_url:
                 from chat.llm import remote
 
@@ -148,7 +149,7 @@ def get_engine() -> Engine:
             else:
                 from chat.llm import local
 
-                engine = local.LocalEngine(local_model_path(), context=context, threads=threads)
+                engine = local.LocalEngine(local_model_path(), context=context, threads=threads, parallel=parallel)
             _engines[key] = engine
     return engine
 

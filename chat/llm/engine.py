@@ -13,7 +13,8 @@ surfaces while iterating, never at the call:
 - ``PromptTooLong`` when prompt tokens + ``params.max_tokens`` exceed ``Engine.context_size``;
 - ``LLMUnavailable`` when the backend fails (server unreachable, HTTP error, llama.cpp error).
 
-One generation runs at a time per engine. Callers wait in a fair queue on the event loop
+An engine generates ``capacity`` answers at a time (the local one ``LLM_PARALLEL``, the remote
+one a single one). Callers beyond that wait in a fair queue on the event loop
 (``chat.llm.queue``): round-robin across owners, first come, first served within one. ``owner``
 says whom the request is for (the asking user's primary key); requests without one share one
 anonymous lane. ``on_queue_position(n)`` (async) is awaited each time a waiting caller's
@@ -103,8 +104,8 @@ class Engine:
     model_name: str
     context_size: int
 
-    def __init__(self) -> None:
-        self._slot = FairSlot()
+    def __init__(self, capacity: int = 1) -> None:
+        self._slot = FairSlot(capacity)  # how many answers it generates at once
 
     # Subclasses provide counting, preparation and the raw token stream.
     def count_tokens(self, text: str) -> int:

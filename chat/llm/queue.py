@@ -1,12 +1,14 @@
 """Fair admission to the one model an engine holds: round-robin across owners, first come, first
 served within one owner.
 
-``FairSlot.acquire(on_position, owner=...)`` returns a ``Lease`` at once when the model is free,
-otherwise queues the caller and awaits ``on_position(n)`` each time its place changes (1 = next).
+A ``FairSlot(capacity)`` lets ``capacity`` requests hold the model at once (the local engine
+generates that many answers together). ``FairSlot.acquire(on_position, owner=...)`` returns a
+``Lease`` at once when a place is free, otherwise queues the caller and awaits
+``on_position(n)`` each time its place changes (1 = next).
 ``owner`` is whoever the request is for (a user's primary key); requests without one share one
 anonymous lane. Cancelling a waiting caller takes it out of the queue and moves the others up.
-``Lease.release()`` may be called from any thread (a worker thread lets go of the model when it
-stops touching it), exactly once; it hands the model to the next waiter, skipping waiters whose
+``Lease.release()`` may be called from any thread (the decoder thread lets go of the model when
+an answer ends), exactly once; it hands the place to the next waiter, skipping waiters whose
 event loop is gone.
 
 Round-robin
@@ -79,15 +81,18 @@ class Lease:
 
 
 class FairSlot:
-    """One holder at a time; waiters are served round-robin across owners (see the module doc).
+    """``capacity`` holders at a time; waiters are served round-robin across owners (see the module doc).
 
     The line lives on the event loops of its waiters (futures), guarded by a thread lock because
     a worker thread releases the slot and tests may drive the engine from several loops in turn.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError("a slot holds at least one request")
+        self.capacity = capacity
         self._lock = threading.Lock()
-        self._busy = False
+        self._holders = 0
         self._line: list[_Waiter] = []  # sorted by key
         self._arrivals = 0
         self._turn = 0  # the turn of the request holding (or that last held) the model
@@ -101,16 +106,17 @@ class FairSlot:
 
     @property
     def busy(self) -> bool:
+        """True while any request holds the model."""
         with self._lock:
-            return self._busy
+            return self._holders > 0
 
     async def acquire(self, on_position: QueueCallback | None = None, *, owner: Owner = None) -> Lease:
         loop = asyncio.get_running_loop()
         with self._lock:
             turn = max(self._turn, self._latest.get(owner, self._turn - 1) + 1)
             self._latest[owner] = turn
-            if not self._busy and not self._line:
-                self._busy = True
+            if self._holders < self.capacity and not self._line:
+                self._holders += 1
                 self._serving_locked(turn)
                 return Lease(self)
             self._arrivals += 1
@@ -145,15 +151,16 @@ class FairSlot:
 
     def _release(self) -> None:
         with self._lock:
-            while self._line:
+            self._holders -= 1
+            while self._line and self._holders < self.capacity:
                 waiter = self._line.pop(0)
                 if self._wake_locked(waiter):
                     waiter.granted = True
+                    self._holders += 1
                     self._serving_locked(waiter.key[0])
-                    break
-                waiter.gone = True
-            else:
-                self._busy = False
+                else:
+                    waiter.gone = True
+            if not self._holders and not self._line:
                 self._latest.clear()  # nobody holds or waits: past turns no longer matter
             self._renumber_locked(0)
 

@@ -309,6 +309,7 @@ async def test_disconnecting_mid_stream_saves_the_partial_answer_as_stopped(
     assert answer.completion_tokens < 400
 
 
+@override_settings(LLM_PARALLEL=1)  # one answer at a time: the second waits
 async def test_a_second_socket_waits_in_line_and_is_told_its_position(alice, alice_headers, zorblax_manual):
     first_conversation, second_conversation = await database_sync_to_async(
         lambda: (services.create_conversation(alice), services.create_conversation(alice))

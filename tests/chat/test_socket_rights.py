@@ -45,6 +45,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SHORT = {"max_tokens": 4}  # these tests are about who gets an answer, not about its words
 # For the tests of what a signal does at once: no periodic re-check during the test.
 signals_only = override_settings(CHAT_SOCKET_RECHECK_SECONDS=3600)
+# One answer at a time, so that later questions wait in line (the default generates several).
+one_at_a_time = override_settings(LLM_PARALLEL=1)
 
 
 @database_sync_to_async
@@ -119,6 +121,7 @@ async def test_a_socket_past_the_per_user_limit_is_closed_with_4429(alice, bob):
         await communicator.disconnect()
 
 
+@one_at_a_time
 async def test_a_question_past_the_per_user_pending_limit_gets_an_error_and_is_not_saved(alice, bob, zorblax_manual):
     conversations = await conversations_of(alice, 3)
     headers = await login_headers(alice)
@@ -149,6 +152,7 @@ async def test_a_question_past_the_per_user_pending_limit_gets_an_error_and_is_n
         await communicator.disconnect()
 
 
+@one_at_a_time
 async def test_another_users_question_goes_ahead_of_a_users_second_one(alice, bob, shared_manual):
     first_conversation, second_conversation = await conversations_of(alice, 2)
     (bobs_conversation,) = await conversations_of(bob)

@@ -8,6 +8,7 @@ worker thread at a known token (``Gate``) and checks what happened by then."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -18,6 +19,7 @@ from chat.llm import (
     GenerationParams,
     LLMUnavailable,
     PromptTooLong,
+    decoder,
     default_model_path,
     get_engine,
     local,
@@ -43,8 +45,14 @@ def engine(settings):
     settings.LLM_BASE_URL = ""
     settings.LLM_MODEL_PATH = ""
     settings.LLM_CONTEXT = 2048
+    settings.LLM_PARALLEL = 1  # one answer at a time: the queue tests below need a queue
+    return idle_engine()
+
+
+def idle_engine():
+    """The engine for the current settings, once no answer holds it: a generation stopped by the
+    previous test lets go of the model from the decoder thread."""
     engine = get_engine()
-    # A generation stopped by the previous test lets go of the model from its worker thread.
     deadline = time.monotonic() + PATIENCE
     while engine.busy:
         assert time.monotonic() < deadline, "the model was never released"
@@ -53,12 +61,13 @@ def engine(settings):
 
 
 class Gate:
-    """Wraps the engine's worker-thread generation: records how each one ended, and holds the
-    first one's worker right after its ``at``-th token until the event loop calls ``open()``.
-    Every token is handed to the loop on its own (no coalescing), so the loop sees the held one.
+    """Wraps the requests the engine hands its decoder: records how each one ended, and holds the
+    decoder thread right after the first request's ``at``-th token until the event loop calls
+    ``open()``. Every token is handed to the loop on its own (no coalescing), so the loop sees
+    the held one.
 
     ``held`` records whether each hold ended by ``open()`` (True) rather than by giving up: a
-    worker holding the event loop's own thread could never be opened.
+    decoder holding the event loop's own thread could never be opened.
     """
 
     def __init__(self, engine, monkeypatch, at: int) -> None:
@@ -66,26 +75,27 @@ class Gate:
         self.held: list[bool] = []
         self.reached = threading.Event()
         self._open = threading.Event()
-        monkeypatch.setattr(local, "STREAM_INTERVAL", 0)
-        generate = engine._generate
+        monkeypatch.setattr(decoder, "STREAM_INTERVAL", 0)
+        submit = engine._decoder.submit
         calls = 0
 
-        def gated(tokens, params, stop, emit):
+        def gated(request):
             nonlocal calls
             calls += 1
             first = calls == 1
+            emit = request.emit
 
-            def emit_then_hold(piece):
-                emit(piece)
-                if first and piece.completion_tokens == at:
+            def emit_then_hold(item):
+                if isinstance(item, _Done):
+                    self.ended.append(item)  # before the loop can see it
+                emit(item)
+                if isinstance(item, _Piece) and first and item.completion_tokens == at:
                     self.reached.set()
                     self.held.append(self._open.wait(PATIENCE))
 
-            done = generate(tokens, params, stop, emit_then_hold)
-            self.ended.append(done)
-            return done
+            submit(dataclasses.replace(request, emit=emit_then_hold))
 
-        monkeypatch.setattr(engine, "_generate", gated)
+        monkeypatch.setattr(engine._decoder, "submit", gated)
 
     def open(self) -> None:
         self._open.set()
@@ -131,7 +141,7 @@ async def test_the_answer_streams_in_several_pieces(engine):
 
 def test_the_first_token_goes_at_once_and_later_ones_together_within_the_interval():
     sent: list[tuple[str, int, float]] = []
-    pieces = local._Coalescer(lambda piece: sent.append((piece.text, piece.completion_tokens, piece.at)), 0.04)
+    pieces = decoder._Coalescer(lambda piece: sent.append((piece.text, piece.completion_tokens, piece.at)), 0.04)
     for n, at in enumerate([10.0, 10.01, 10.02, 10.03, 10.045, 10.05, 10.06], start=1):
         pieces.add(_Piece(f"t{n} ", n, at))
 

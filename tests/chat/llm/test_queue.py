@@ -119,6 +119,23 @@ async def test_the_free_model_is_granted_at_once_without_a_position():
     assert not slot.busy
 
 
+async def test_a_slot_of_capacity_two_grants_two_at_once_and_the_third_waits():
+    slot = FairSlot(capacity=2)
+    granted: list[str] = []
+    holders = [Holder(slot, name, granted, owner=name) for name in ("a", "b", "c")]
+    await until(lambda: granted == ["a", "b"])
+    await holders[2].told.reach(1)
+
+    assert slot.busy and slot.waiting == 1 and holders[0].told.positions == holders[1].told.positions == []
+    holders[1].finish.set()  # one place frees: the waiter takes it
+    await until(lambda: granted == ["a", "b", "c"])
+    assert slot.busy and slot.waiting == 0
+    for holder in (holders[0], holders[2]):
+        holder.finish.set()
+    await asyncio.gather(*(holder.task for holder in holders))
+    assert not slot.busy
+
+
 # --- Round-robin across users ----------------------------------------------------------------------
 
 
