@@ -59,6 +59,7 @@ LOOP_TIMES = 3
 WARM_UP_QUESTION = "What does the handbook say about the office fridges?"
 USERNAME = "bench-answers"
 # Settings that shape an answer, reported with the figures (secrets and URLs never are).
+VARIANT_SETTINGS = ("LLM_BUNDLED_WEIGHTS", "RETRIEVAL_K", "LLM_PASSAGE_MAX_TOKENS", "PROMPT_PASSAGE_SCOPE")
 _SETTING_PREFIXES = ("LLM_", "RETRIEVAL_", "EMBEDDING_", "CHUNK_", "GROUNDING_", "EVIDENCE_", "FOLLOW_UP", "ANSWER_")
 _SECRET_SETTING = re.compile(r"KEY|SECRET|PASSWORD|URL", re.I)
 
@@ -464,6 +465,9 @@ def run(options, prepared: dict) -> dict:
     result["grounding_direct"] = score_grounding(golden.planted_sentences(), _sources_lookup(user, live_sources))
     result["model"] = _model_name(records)
     result["settings"] = _settings(user)
+    # Settings this run was given in the environment among those a comparison varies: the
+    # report shows such runs beside the default one.
+    result["variant"] = {name: os.environ[name] for name in VARIANT_SETTINGS if name in os.environ}
     return result
 
 

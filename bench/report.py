@@ -37,8 +37,8 @@ def latest_parts(results_dir: Path) -> dict[str, tuple[dict, dict]]:
                 part = f"scifact-{result['split']}"
             elif part == "streaming" and _threads_setting(run, result):
                 part = f"streaming-threads-{_threads_setting(run, result)}"
-            elif part == "answers" and _weights_setting(result) != "auto":
-                part = f"answers-weights-{_weights_setting(result)}"
+            elif part == "answers" and _answers_variant(result):
+                part = f"answers-variant-{_answers_variant(result)}"
             elif part not in PARTS:
                 continue
             if part not in found and "error" not in result:
@@ -54,9 +54,14 @@ def _threads_setting(run: dict, result: dict) -> int:
     return 0 if result.get("llm_threads") == cores else result.get("llm_threads", 0)
 
 
-def _weights_setting(result: dict) -> str:
-    """``LLM_BUNDLED_WEIGHTS`` of an answers run ("auto", the default, before the setting existed)."""
-    return str((result.get("settings") or {}).get("LLM_BUNDLED_WEIGHTS", "auto"))
+def _answers_variant(result: dict) -> str:
+    """What an answers run changed from the defaults ("" for none), e.g. ``RETRIEVAL_K=3``; a run
+    older than the ``variant`` record says only its ``LLM_BUNDLED_WEIGHTS``."""
+    variant = result.get("variant")
+    if variant is None:
+        weights = str((result.get("settings") or {}).get("LLM_BUNDLED_WEIGHTS", "auto"))
+        variant = {} if weights == "auto" else {"LLM_BUNDLED_WEIGHTS": weights}
+    return " ".join(f"{name}={value}" for name, value in sorted(variant.items()))
 
 
 def latest_full_run(results_dir: Path) -> dict | None:
@@ -172,7 +177,7 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
             if part == "streaming":
                 out += _streaming_threads(parts, result)
             if part == "answers":
-                out += _answers_weights(parts, run, result)
+                out += _answers_variants(parts, run, result)
         else:
             out += [f"## {part.title()}", "", f"Not measured yet: `make bench PART={part}`.", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -714,14 +719,15 @@ def _backends(run: dict, result: dict) -> list[str]:
     ]
 
 
-def _answers_weights(parts: dict[str, tuple[dict, dict]], run: dict, default: dict) -> list[str]:
-    """The headline answer figures of runs with another ``LLM_BUNDLED_WEIGHTS``, beside the default's."""
-    others = sorted((key, value) for key, value in parts.items() if key.startswith("answers-weights-"))
+def _answers_variants(parts: dict[str, tuple[dict, dict]], run: dict, default: dict) -> list[str]:
+    """The headline answer figures of runs with other settings (``bench.answers.VARIANT_SETTINGS``),
+    beside the default's."""
+    others = sorted((key, value) for key, value in parts.items() if key.startswith("answers-variant-"))
     if not others:
         return []
     rows = []
-    for weights, (other_run, result) in [("auto (the table above)", (run, default))] + [
-        (key.removeprefix("answers-weights-"), value) for key, value in others
+    for weights, (other_run, result) in [("defaults (the table above)", (run, default))] + [
+        (key.removeprefix("answers-variant-"), value) for key, value in others
     ]:
         summary = result["summary"]
         rows.append(
@@ -737,12 +743,13 @@ def _answers_weights(parts: dict[str, tuple[dict, dict]], run: dict, default: di
             ]
         )
     return [
-        "The same golden set with the bundled model in other types (`LLM_BUNDLED_WEIGHTS=… make bench PART=answers`;"
-        " greedy answers change with any change of arithmetic, so a few answers differ either way):",
+        "The same golden set with other settings (`SETTING=… make bench PART=answers`): the bundled model in "
+        "other types (`LLM_BUNDLED_WEIGHTS`) and other prompt budgets (`RETRIEVAL_K` passages). Greedy answers "
+        "change with any change of arithmetic, so a few answers differ either way:",
         "",
         _table(
             [
-                "weights",
+                "settings",
                 "trustworthy",
                 "answer states the fact",
                 "citation accuracy",
