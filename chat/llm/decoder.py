@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.llm.engine import _Done, _Piece
+from chat.llm.errors import LLMUnavailable
 from chat.llm.params import SEED_MAX, GenerationParams
 
 log = logging.getLogger("chat.llm")
@@ -133,21 +134,24 @@ class Decoder:
     def submit(self, request: Request) -> None:
         with self._condition:
             if self._closed:
-                raise RuntimeError("the model is closed")
+                raise LLMUnavailable("The language model is closed (the server is stopping).")
             self._incoming.append(request)
             self._condition.notify()
 
-    def close(self) -> None:
-        """Stop the thread (answers in progress end as failed) and free the context."""
+    def close(self) -> bool:
+        """Stop the thread (answers in progress and waiting requests end as failed) and free the
+        context; False when the thread did not stop within 2 s (the context is then left alone)."""
         import llama_cpp
 
         with self._condition:
             self._closed = True
             self._condition.notify()
         self._thread.join(timeout=2)
-        if not self._thread.is_alive():
-            llama_cpp.llama_batch_free(self._batch)
-            self._ctx.close()
+        if self._thread.is_alive():
+            return False
+        llama_cpp.llama_batch_free(self._batch)
+        self._ctx.close()
+        return True
 
     # --- the decoder thread ------------------------------------------------------------------
 
@@ -164,8 +168,14 @@ class Decoder:
             active = [seat for seat in self._seats if seat.request is not None and seat.pending is not None]
             if active:
                 self._guarded(self._step, active)
+        closed = LLMUnavailable("The language model was closed (the server is stopping).")
         for seat in self._busy_seats():
-            self._fail(seat, RuntimeError("the model was closed"))
+            self._fail(seat, closed)
+        with self._condition:
+            incoming, self._incoming = self._incoming, []
+        for request in incoming:
+            request.emit(closed)
+            request.release()
 
     def _busy_seats(self) -> list[_Seat]:
         return [seat for seat in self._seats if seat.request is not None]

@@ -124,6 +124,7 @@ class LocalEngine(Engine):
         self._internals = LlamaInternals(self._llama)
         self._chat = _GGUFChat(self._internals)
         self._decoder = Decoder(self._llama, self._internals, parallel=parallel, context=context)
+        self._closed = False
         self.model_name = path.name.removesuffix(".gguf")
         self.context_size = self._decoder.context_size
         log.info(
@@ -137,14 +138,22 @@ class LocalEngine(Engine):
         )
 
     def count_tokens(self, text: str) -> int:
+        self._check_open()
         return self._chat.count(text)
 
     def close(self) -> None:
-        # At exit an answer may still be generating: the decoder ends it and never waits long.
-        self._decoder.close()
-        self._llama.close()
+        # At exit an answer may still be generating: the decoder ends it and never waits long;
+        # a decoder still inside llama.cpp keeps the model.
+        self._closed = True
+        if self._decoder.close():
+            self._llama.close()
+
+    def _check_open(self) -> None:
+        if self._closed:  # the model's memory may be freed: never touch it again
+            raise LLMUnavailable("The language model is closed (the server is stopping).")
 
     def _prepare(self, messages: Messages) -> _Prepared:
+        self._check_open()
         tokens = self._chat.prompt_tokens(messages)
         return _Prepared(payload=tokens, prompt_tokens=len(tokens))
 
@@ -162,7 +171,11 @@ class LocalEngine(Engine):
                 stop.set()
 
         lease.handed_over = True  # the decoder releases it when the answer has ended
-        self._decoder.submit(Request(prepared.payload, params, stop, emit, lease.release))
+        try:
+            self._decoder.submit(Request(prepared.payload, params, stop, emit, lease.release))
+        except LLMUnavailable:
+            lease.handed_over = False  # never submitted: the engine releases it
+            raise
         try:
             while True:
                 item = await queue.get()

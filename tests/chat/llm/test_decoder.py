@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chat.llm import GenerationParams
+from chat.llm import GenerationParams, LLMUnavailable, LocalEngine, local_model_path
 from chat.prompting import SYSTEM_PROMPT
 
 from .test_local import COUNTING, GROUNDED, PATIENCE, collect, idle_engine, wait_for
@@ -102,3 +102,18 @@ async def test_a_request_beyond_the_seats_waits_its_turn(engine):
 
     assert positions == [1]
     assert "7:15" in answer
+
+
+async def test_closing_the_engine_ends_an_answer_in_progress_and_refuses_new_ones():
+    engine = LocalEngine(local_model_path(), context=512, threads=1, parallel=1)
+    generation = engine.stream(COUNTING, GenerationParams(mode="greedy", max_tokens=300))
+    await anext(generation)
+    await asyncio.to_thread(engine.close)
+
+    with pytest.raises(LLMUnavailable, match="closed"):
+        await collect(generation)
+    later = engine.stream(COUNTING, GenerationParams(max_tokens=5))
+    with pytest.raises(LLMUnavailable, match="closed"):
+        await collect(later)
+    assert generation.stats["finish_reason"] == later.stats["finish_reason"] == "error"
+    assert not engine.busy  # both places were handed back
