@@ -56,6 +56,7 @@ from chat import evidence, grounding, llm, prompting, protocol, repetition, sent
 from chat.models import Conversation, EarlierTurns, GenerationStats, Message, MessageStatus
 from documents import embeddings, retrieval
 from documents.models import Scope
+from kb_site import metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,10 @@ def evidence_question(question: str, previous: str | None, previous_evidence: st
 async def search(user, query: str, scope: Scope | None = None):
     """``(hits, query vector)``: ``retrieval.search`` within ``scope``, with the query embedded
     in the embedding thread."""
-    vector = await embeddings.aembed_query(query)
-    return await database_sync_to_async(retrieval.search)(user, query, vector=vector, scope=scope), vector
+    with metrics.RETRIEVAL.time():
+        vector = await embeddings.aembed_query(query)
+        hits = await database_sync_to_async(retrieval.search)(user, query, vector=vector, scope=scope)
+    return hits, vector
 
 
 def keep_relevant(hits: list) -> list:
@@ -253,6 +256,7 @@ async def answer(
             state.finish(MessageStatus.STOPPED)
             log.info("answer stopped after %d pieces in conversation %s", len(state.pieces), question.conversation_id)
         message, checked = await asyncio.shield(state.saving)
+        _record(state, "stopped")
         await emit(protocol.done(message, state.stats))
         raise
     except llm.LLMError as exc:
@@ -314,8 +318,16 @@ def build_prompt(
 
 async def _done(state: _Answer, emit: Emit) -> Message:
     message, _ = await asyncio.shield(state.finish())
+    _record(state, "complete")
     await emit(protocol.done(message, state.stats))
     return message
+
+
+def _record(state: _Answer, outcome: str) -> None:
+    """The answer's outcome and timings, for the metrics (kb_site.metrics)."""
+    metrics.record_answer(outcome, state.stats)
+    if state.engine_stats.get("ttft_ms") is not None:  # the model was given the answer
+        metrics.ANSWER_QUEUE_WAIT.observe((state.engine_stats.get("queue_ms") or 0) / 1000)
 
 
 async def _generate(
@@ -370,6 +382,7 @@ async def _rewrite(question: str, previous: str | None, params: llm.GenerationPa
 
 
 async def _fail(state: _Answer, reason: str, emit: Emit) -> Message | None:
+    _record(state, "failed")
     await emit(protocol.error(reason))
     try:
         return await state.save(status=MessageStatus.FAILED, error=reason)

@@ -47,6 +47,7 @@ from accounts.signals import credentials_changed
 from chat import answering, llm, protocol, services
 from chat.models import Conversation, Message
 from documents.models import Scope, ScopeUnavailable
+from kb_site import metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,13 @@ class _OpenSockets:
         """How many of the user's questions are waiting for the model or being answered here."""
         return sum(1 for consumer in self.of_user(user_id) if consumer.answering)
 
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(sockets) for sockets in self._by_user.values())
+
 
 open_sockets = _OpenSockets()
+metrics.OPEN_SOCKETS.set_function(lambda: len(open_sockets))
 
 
 @receiver(credentials_changed, dispatch_uid="chat.consumers.credentials_changed")

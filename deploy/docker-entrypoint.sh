@@ -4,7 +4,7 @@
 # Roles (one image serves them all):
 #   web                  daphne (HTTP + websockets, request-body limits: kb_site/serve.py) on
 #                        $HOST:$PORT (0.0.0.0:8000)
-#   worker               django-q2 cluster (background ingestion)
+#   worker               django-q2 cluster (background ingestion), metrics on $METRICS_PORT
 #   migrate              wait for the database, then `manage.py migrate --noinput`
 #   wait-for-migrations  block until no migration is pending (an init container of web/worker)
 #   llm                  llama_cpp.server (OpenAI-compatible) on $LLM_SERVER_HOST:$LLM_SERVER_PORT
@@ -87,7 +87,7 @@ case "$role" in
         ;;
     worker)
         remember_role worker
-        exec python manage.py qcluster "$@"
+        exec python manage.py worker "$@"
         ;;
     migrate)
         wait_for_database

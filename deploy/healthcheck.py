@@ -8,7 +8,8 @@ costs a few milliseconds and never imports Django.
 - ``llm``: llama_cpp.server answers ``GET /v1/models`` on ``$LLM_SERVER_PORT`` (8080) with 200,
   or 401 when it requires an API key (the probe has none); it only listens once the model
   is loaded.
-- ``worker``: a ``manage.py qcluster`` process runs and is not a zombie or stopped.
+- ``worker``: a ``manage.py worker`` (or plain ``manage.py qcluster``) process runs and is not a
+  zombie or stopped.
 - anything else (``migrate``, one-off commands): healthy; the process's exit status tells.
 """
 
@@ -55,9 +56,10 @@ def check_worker() -> str | None:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # the process ended while we looked
-        if b"qcluster" in cmdline and state not in {"Z", "T", "X"}:
+        worker = b"manage.py" in b" ".join(cmdline) and (b"worker" in cmdline or b"qcluster" in cmdline)
+        if worker and state not in {"Z", "T", "X"}:
             return None
-    return "no running qcluster process"
+    return "no running worker (manage.py worker) process"
 
 
 CHECKS = {"web": check_web, "llm": check_llm, "worker": check_worker}

@@ -127,6 +127,12 @@ class DocumentQuerySet(SharedQuerySet):
     def for_owner(self, user) -> DocumentQuerySet:
         return self.filter(owner=user)
 
+    def oldest_waiting_age_seconds(self) -> float:
+        """How long the document waiting longest for ingestion (pending since its last change)
+        has waited; 0 when none waits."""
+        oldest = self.filter(status=Status.PENDING).aggregate(oldest=Min("updated"))["oldest"]
+        return max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0
+
     def ingestion_activity(self, *, window_seconds: int = THROUGHPUT_WINDOW_SECONDS) -> IngestionActivity:
         """How ingestion of these documents is going, in one query: counts by status and the
         recent throughput in chunks per second.

@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from accounts.api import ApiError, api_view
 from documents import retrieval
 from documents.models import Scope, ScopeUnavailable
+from kb_site import metrics
 
 
 def resolve_scope(user, value) -> Scope:
@@ -39,5 +40,6 @@ def search(request):
     if len(wanted) > 1:
         raise ApiError("Give 'collection' or 'document', not both.", 400)
     scope = resolve_scope(request.user, wanted)
-    hits = retrieval.search(request.user, query, k, scope=scope)
+    with metrics.RETRIEVAL.time():
+        hits = retrieval.search(request.user, query, k, scope=scope)
     return JsonResponse({"query": query, "k": k, "scope": scope.as_json(), "results": [hit.as_dict() for hit in hits]})

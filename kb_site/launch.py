@@ -60,7 +60,11 @@ def main() -> int:
                 cwd=BASE_DIR,
             )
         )
-        children.append(subprocess.Popen([*MANAGE, "qcluster"], cwd=BASE_DIR))
+        # The worker's metrics, when METRICS_PORT is set, go to the next port: the web server has it.
+        worker_env = dict(os.environ)
+        if int(os.environ.get("METRICS_PORT") or 0):
+            worker_env["METRICS_PORT"] = str(int(os.environ["METRICS_PORT"]) + 1)
+        children.append(subprocess.Popen([*MANAGE, "worker"], cwd=BASE_DIR, env=worker_env))
         while not stopping:
             if any(child.poll() is not None for child in children):
                 print("a server process exited; stopping the others", file=sys.stderr)

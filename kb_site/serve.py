@@ -33,7 +33,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from django.conf import settings
 from twisted.web import http
 
-from kb_site import limits
+from kb_site import limits, metrics
 
 log = logging.getLogger("kb_site.serve")  # not "__main__" when run with -m
 
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     # Before daphne loads the application (and with it the settings): this process serves web
     # requests, so it pools its database connections (DB_POOL_SIZE in kb_site/settings.py).
     os.environ["KB_PROCESS"] = "web"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kb_site.settings")
     install()
+    metrics.serve("web")  # on METRICS_PORT, its own port (kb_site/metrics.py)
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
 
 

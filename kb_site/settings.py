@@ -306,6 +306,11 @@ if LLM_BUNDLED_WEIGHTS not in ("auto", "bf16", "q8_0", "shipped"):
         f"LLM_BUNDLED_WEIGHTS must be 'auto', 'bf16', 'q8_0' or 'shipped', got {LLM_BUNDLED_WEIGHTS!r}"
     )
 LLM_CACHE_DIR = Path(env_str("LLM_CACHE_DIR", "") or BASE_DIR / "var" / "llm")
+# Prometheus metrics (kb_site/metrics.py): web servers and workers serve /metrics on this port of
+# their own (0: off), never through the site's port. Two processes on one machine need two ports.
+METRICS_PORT = env_int("METRICS_PORT", 0, minimum=0, maximum=65535)
+METRICS_HOST = env_str("METRICS_HOST", "127.0.0.1")  # 0.0.0.0 in a pod, for Prometheus
+
 LLM_BASE_URL = env_str("LLM_BASE_URL", "")  # set: use an OpenAI-compatible server instead
 LLM_API_KEY = env_secret("LLM_API_KEY")
 LLM_MODEL_NAME = env_str("LLM_MODEL_NAME", "")

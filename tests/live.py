@@ -125,7 +125,7 @@ class WebServer(Process):
 
 class Worker(Process):
     def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker"):
-        super().__init__([sys.executable, "manage.py", "qcluster"], env, name, log_dir)
+        super().__init__([sys.executable, "manage.py", "worker"], env, name, log_dir)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):
