@@ -324,10 +324,30 @@ async def _done(state: _Answer, emit: Emit) -> Message:
 
 
 def _record(state: _Answer, outcome: str) -> None:
-    """The answer's outcome and timings, for the metrics (kb_site.metrics)."""
-    metrics.record_answer(outcome, state.stats)
+    """The answer's outcome and timings: the metrics (kb_site.metrics) and one log line (no
+    question or answer text)."""
+    stats = state.stats
+    metrics.record_answer(outcome, stats)
     if state.engine_stats.get("ttft_ms") is not None:  # the model was given the answer
         metrics.ANSWER_QUEUE_WAIT.observe((state.engine_stats.get("queue_ms") or 0) / 1000)
+    log.info(
+        "answer %s in conversation %s: %s sources, %s prompt + %s completion tokens, ttft %s ms",
+        outcome,
+        state.conversation.public_id,
+        len(state.sources),
+        stats.prompt_tokens,
+        stats.completion_tokens,
+        stats.ttft_ms,
+        extra={
+            "event": "answer",
+            "outcome": outcome,
+            "conversation": str(state.conversation.public_id),
+            "sources": len(state.sources),
+            "finish_reason": state.finish_reason,
+            "queue_ms": state.engine_stats.get("queue_ms"),
+            **{key: value for key, value in stats.as_dict().items() if value is not None},
+        },
+    )
 
 
 async def _generate(

@@ -299,7 +299,13 @@ def _process(run: _Run, first: _Held, claimed: Callable[[], object] | None = Non
         if claimed is not None:
             claimed()
         _embed_and_write(run, [document for document in held if not document.finished])
-    log.info("ingestion run %s: %d documents, %d chunks", run.owner, len(held), chunks)
+    log.info(
+        "ingestion run %s: %d documents, %d chunks",
+        run.owner,
+        len(held),
+        chunks,
+        extra={"event": "ingestion_run", "run": run.owner, "documents": len(held), "chunks": chunks},
+    )
 
 
 def _prepare(documents: list[_Held]) -> None:

@@ -110,6 +110,8 @@ MIDDLEWARE = [
     # First, so that probes answer before host validation and HTTPS redirects: Kubernetes
     # calls them by pod IP, which is not in ALLOWED_HOSTS.
     "kb_site.health.HealthCheckMiddleware",
+    # One log line per request (probes excluded: answered above).
+    "kb_site.request_log.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: static files need no policy.
@@ -391,11 +393,25 @@ if Q_SYNC:
     Q_CLUSTER["sync"] = True
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# "plain" lines for people, or "json": one JSON object per line (python-json-logger) with the
+# fields requests, ingestion runs and answers add (event, path, status, duration_ms, ...).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
+# Off: logs never hold what users wrote (questions, search queries) or document text.
+LOG_CONTENT = env_bool("LOG_CONTENT", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
