@@ -261,7 +261,7 @@ def find(
     question: str,
     question_vector,
     passages: Sequence,
-    embed: Embed = embeddings.embed_texts,
+    embed: Embed = embeddings.embed_sentences,
     *,
     relevant: int | None = None,
 ) -> Evidence:

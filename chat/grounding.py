@@ -90,7 +90,7 @@ class _Claim:
 def check(
     answer: str,
     sources: Sequence[tuple],
-    embed: Embed = embeddings.embed_texts,
+    embed: Embed = embeddings.embed_sentences,
     *,
     question: str = "",
     evidence_texts: Sequence[str] = (),

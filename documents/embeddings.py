@@ -19,6 +19,11 @@ Contract:
   counts the same.
 - ``embed_texts(texts)`` returns a float32 array of shape ``(len(texts), EMBEDDING_DIMENSIONS)``,
   each row L2-normalised (so cosine similarity is a dot product); ``embed_query(text)`` one row.
+- ``embed_sentences(texts)`` is ``embed_texts`` through a cache of the ``SENTENCE_CACHE_SIZE``
+  texts used last (per model): the evidence step and the grounding check embed the same
+  passage sentences again and again — a passage many questions retrieve, a follow-up, the check
+  after each answer. A cached row may differ from a fresh one in the last float bits (another
+  batch, other padding).
 - ``await aembed_query(text)`` is ``embed_query`` for async code. It runs in this module's own
   thread, never in the event loop nor in Channels' single shared thread for ORM calls, so the
   tens of milliseconds of a query embedding never hold up other sockets' database work.
@@ -36,6 +41,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +60,7 @@ __all__ = [
     "arun",
     "count_tokens",
     "embed_query",
+    "embed_sentences",
     "embed_texts",
     "get_model",
     "max_tokens",
@@ -77,6 +84,10 @@ _use_lock = threading.RLock()
 _model: Backend | None = None
 # One thread: every use of the model is serialised by _use_lock anyway.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+# Sentence vectors kept (about 1.5 KB each with MiniLM: 12 MB in all), least recently used first.
+SENTENCE_CACHE_SIZE = 8192
+_sentences: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_sentences_lock = threading.Lock()
 
 
 def model_name() -> str:
@@ -171,6 +182,31 @@ def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarr
             f"({len(texts)}, {settings.EMBEDDING_DIMENSIONS})"
         )
     return vectors
+
+
+def embed_sentences(texts: Sequence[str]) -> np.ndarray:
+    """``embed_texts(texts)``, reusing the vectors of texts embedded lately (see the module doc)."""
+    import numpy as np
+
+    model = model_name()
+    found: dict[str, np.ndarray] = {}
+    with _sentences_lock:
+        for text in texts:
+            vector = _sentences.get((model, text))
+            if vector is not None:
+                _sentences.move_to_end((model, text))
+                found[text] = vector
+    missing = list(dict.fromkeys(text for text in texts if text not in found))
+    if missing:
+        vectors = embed_texts(missing)
+        with _sentences_lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                _sentences[(model, text)] = found[text] = vector
+            while len(_sentences) > SENTENCE_CACHE_SIZE:
+                _sentences.popitem(last=False)
+    if not texts:
+        return np.zeros((0, settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
+    return np.stack([found[text] for text in texts])
 
 
 def embed_query(text: str) -> np.ndarray:

@@ -266,3 +266,29 @@ def test_the_image_build_step_finds_the_export_up_to_date_without_a_database(exp
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert f"up to date: {export}" in completed.stdout
+
+
+def test_sentences_embedded_lately_are_reused_and_the_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(embeddings, "_sentences", type(embeddings._sentences)())
+    monkeypatch.setattr(embeddings, "SENTENCE_CACHE_SIZE", 3)
+    calls: list[list[str]] = []
+    embed_texts = embeddings.embed_texts
+
+    def counted(texts, *args, **kwargs):
+        calls.append(list(texts))
+        return embed_texts(texts, *args, **kwargs)
+
+    monkeypatch.setattr(embeddings, "embed_texts", counted)
+    texts = ["The ferry leaves at 7:15.", "The bakery opens at six.", "The ferry leaves at 7:15."]
+
+    first = embeddings.embed_sentences(texts)
+    again = embeddings.embed_sentences(["The bakery opens at six.", "Tickets cost four euros."])
+
+    assert calls == [texts[:2], ["Tickets cost four euros."]]  # each new text embedded once
+    assert first.shape == (3, django_settings.EMBEDDING_DIMENSIONS) and np.array_equal(first[0], first[2])
+    assert np.allclose(first[:2], embed_texts(texts[:2]), atol=1e-2)
+    assert np.array_equal(again[0], first[1])
+    embeddings.embed_sentences(["A fourth sentence here.", "A fifth sentence here."])
+    assert len(embeddings._sentences) == 3  # the least recently used went first
+    assert (embeddings.model_name(), "The ferry leaves at 7:15.") not in embeddings._sentences
+    assert embeddings.embed_sentences([]).shape == (0, django_settings.EMBEDDING_DIMENSIONS)
