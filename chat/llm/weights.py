@@ -6,11 +6,13 @@ machine, against 1,360 for the same weights as BF16 and 860 as Q8_0 (docs/benchm
 ``bundled_model(cache_dir, weights)`` returns the bundled file converted to ``weights`` with
 llama.cpp's own quantizer (``llama_model_quantize``; a few seconds, once):
 
-- ``"bf16"``: each Q4_1 weight (scale × level + minimum) rounded to bfloat16 — fast where the CPU
-  has native bfloat16 (AVX512-BF16 or AMX), slow elsewhere;
+- ``"bf16"``: each Q4_1 weight (scale × level + minimum) rounded to bfloat16 — fast where
+  llama.cpp computes bfloat16 natively (a build with AVX512-BF16 on a CPU that has it), slow
+  elsewhere;
 - ``"q8_0"``: 8-bit blocks, fast on any AVX2 CPU, about 2× the prompt speed of Q4_1;
 - ``"shipped"``: the Q4_1 file as it is;
-- ``"auto"``: ``"bf16"`` on a CPU with native bfloat16, else ``"q8_0"``.
+- ``"auto"``: ``"bf16"`` where llama.cpp computes bfloat16 natively (``native_bf16``), else
+  ``"q8_0"``.
 
 The converted file is ``<cache_dir>/<digest>/<name>.<TYPE>.gguf``, the digest covering the
 source file's bytes, the type and the llama-cpp-python version: a present one is used as it is
@@ -41,15 +43,17 @@ log = logging.getLogger("chat.llm")
 
 WEIGHTS = ("auto", "bf16", "q8_0", "shipped")
 _TYPES = {"bf16": "BF16", "q8_0": "Q8_0"}
-_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    try:
-        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in _NATIVE_BF16_FLAGS)
+def native_bf16(system_info: str | None = None) -> bool:
+    """Whether this llama.cpp build computes bfloat16 natively here: its CPU backend reports
+    ``AVX512_BF16 = 1`` (compiled in, and so supported by the CPU it runs on). The image's
+    portable build has no AVX-512, so it says no even on a CPU that has it."""
+    if system_info is None:
+        import llama_cpp  # loading the shared library is not free: only when deciding
+
+        system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return "AVX512_BF16 = 1" in system_info
 
 
 def resolve(weights: str) -> str:
@@ -57,7 +61,7 @@ def resolve(weights: str) -> str:
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if weights == "auto":
-        return "bf16" if cpu_has_native_bf16() else "q8_0"
+        return "bf16" if native_bf16() else "q8_0"
     return weights
 
 

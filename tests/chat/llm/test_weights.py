@@ -53,16 +53,15 @@ def test_shipped_means_the_file_as_it_is_and_a_bad_choice_is_refused(tmp_path):
         weights.resolve("q4_0")
 
 
-def test_auto_picks_bf16_only_on_a_cpu_with_native_bfloat16(tmp_path, monkeypatch):
-    with_bf16, without = tmp_path / "a", tmp_path / "b"
-    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
-    without.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+def test_auto_picks_bf16_only_where_llama_cpp_computes_bfloat16_natively(monkeypatch):
+    native = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 |"
+    portable = "CPU : SSE3 = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 |"  # the image's build
 
-    assert weights.cpu_has_native_bf16(with_bf16) and not weights.cpu_has_native_bf16(without)
-    assert not weights.cpu_has_native_bf16(tmp_path / "missing")
-    monkeypatch.setattr(weights, "cpu_has_native_bf16", lambda: False)
+    assert weights.native_bf16(native) and not weights.native_bf16(portable)
+    assert isinstance(weights.native_bf16(), bool)  # this process's own build answers
+    monkeypatch.setattr(weights, "native_bf16", lambda: False)
     assert weights.resolve("auto") == "q8_0"
-    monkeypatch.setattr(weights, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(weights, "native_bf16", lambda: True)
     assert weights.resolve("auto") == "bf16"
 
 
