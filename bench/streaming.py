@@ -73,7 +73,7 @@ def run(options, prepared: dict) -> dict:
 
     from accounts.services import create_api_token
     from bench import scifact
-    from chat.llm import thread_counts
+    from chat.llm import thread_count
 
     scifact.verify_checksums()
     corpus, queries, qrels = scifact.load_data()
@@ -97,9 +97,8 @@ def run(options, prepared: dict) -> dict:
         "mode": "greedy",
         "llm_context": settings.LLM_CONTEXT,
         # The raw baseline and the site use the same threads: LLM_THREADS, or every core.
-        "llm_threads": settings.LLM_THREADS or os.cpu_count(),
+        "llm_threads": thread_count(settings.LLM_THREADS),
         "llm_threads_setting": settings.LLM_THREADS,
-        "site_threads": list(thread_counts(settings.LLM_THREADS)),
         "llm_parallel": settings.LLM_PARALLEL,
         "candidates_not_found": skipped,
     }
@@ -300,7 +299,7 @@ class _RawModel:
 
         self.path = path or llm.local_model_path()  # by default the file the site loads
         self.name = self.path.name.removesuffix(".gguf")
-        threads = settings.LLM_THREADS or os.cpu_count() or 1
+        threads = llm.thread_count(settings.LLM_THREADS)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.raw_llm", str(self.path), str(settings.LLM_CONTEXT), str(threads)],
             stdin=subprocess.PIPE,

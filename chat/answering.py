@@ -327,9 +327,7 @@ def _record(state: _Answer, outcome: str) -> None:
     """The answer's outcome and timings: the metrics (kb_site.metrics) and one log line (no
     question or answer text)."""
     stats = state.stats
-    metrics.record_answer(outcome, stats)
-    if state.engine_stats.get("ttft_ms") is not None:  # the model was given the answer
-        metrics.ANSWER_QUEUE_WAIT.observe((state.engine_stats.get("queue_ms") or 0) / 1000)
+    metrics.record_answer(outcome, stats, state.engine_stats.get("queue_ms"))
     log.info(
         "answer %s in conversation %s: %s sources, %s prompt + %s completion tokens, ttft %s ms",
         outcome,

@@ -188,6 +188,8 @@ def embed_sentences(texts: Sequence[str]) -> np.ndarray:
     """``embed_texts(texts)``, reusing the vectors of texts embedded lately (see the module doc)."""
     import numpy as np
 
+    if not texts:
+        return np.zeros((0, settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
     model = model_name()
     found: dict[str, np.ndarray] = {}
     with _sentences_lock:
@@ -204,8 +206,6 @@ def embed_sentences(texts: Sequence[str]) -> np.ndarray:
                 _sentences[(model, text)] = found[text] = vector
             while len(_sentences) > SENTENCE_CACHE_SIZE:
                 _sentences.popitem(last=False)
-    if not texts:
-        return np.zeros((0, settings.EMBEDDING_DIMENSIONS), dtype=np.float32)
     return np.stack([found[text] for text in texts])
 
 

@@ -48,6 +48,7 @@ class IngestionActivity:
     processing: int
     failed: int
     chunks_per_second: float
+    oldest_pending_seconds: float = 0.0
 
     @property
     def queued(self) -> int:
@@ -127,15 +128,10 @@ class DocumentQuerySet(SharedQuerySet):
     def for_owner(self, user) -> DocumentQuerySet:
         return self.filter(owner=user)
 
-    def oldest_waiting_age_seconds(self) -> float:
-        """How long the document waiting longest for ingestion (pending since its last change)
-        has waited; 0 when none waits."""
-        oldest = self.filter(status=Status.PENDING).aggregate(oldest=Min("updated"))["oldest"]
-        return max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0
-
     def ingestion_activity(self, *, window_seconds: int = THROUGHPUT_WINDOW_SECONDS) -> IngestionActivity:
-        """How ingestion of these documents is going, in one query: counts by status and the
-        recent throughput in chunks per second.
+        """How ingestion of these documents is going, in one query: counts by status, the
+        recent throughput in chunks per second, and how long the document pending longest has
+        waited since its last change (0 when none is pending).
 
         Throughput: the chunks of the documents that became ready during the last
         ``window_seconds``, divided by the time from the start of that window, or from the
@@ -154,6 +150,7 @@ class DocumentQuerySet(SharedQuerySet):
             failed=Count("pk", filter=Q(status=Status.FAILED)),
             recent_chunks=Sum("progress_total", filter=recent),
             recent_started=Min("ingest_started", filter=recent),
+            oldest_pending=Min("updated", filter=Q(status=Status.PENDING)),
         )
         rate = 0.0
         if row["recent_chunks"]:
@@ -166,6 +163,9 @@ class DocumentQuerySet(SharedQuerySet):
             processing=row["processing"],
             failed=row["failed"],
             chunks_per_second=rate,
+            oldest_pending_seconds=max((now - row["oldest_pending"]).total_seconds(), 0.0)
+            if row["oldest_pending"]
+            else 0.0,
         )
 
 

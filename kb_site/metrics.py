@@ -57,18 +57,20 @@ RETRIEVAL = Histogram(
 )
 
 
-def record_answer(outcome: str, stats) -> None:
-    """Count an answer that ended as ``outcome`` and observe its ``GenerationStats`` timings."""
+def record_answer(outcome: str, stats, queue_ms: int | None = None) -> None:
+    """Count an answer that ended as ``outcome`` and observe its ``GenerationStats`` timings and
+    its wait in line (``queue_ms``)."""
     ANSWERS.labels(outcome=outcome).inc()
     if stats is None or stats.ttft_ms is None:
         return  # the model never produced a token (not-found answer, failure before it)
     ANSWER_TTFT.observe(stats.ttft_ms / 1000)
+    ANSWER_QUEUE_WAIT.observe((queue_ms or 0) / 1000)
     if stats.tokens_per_s:
         ANSWER_TOKENS_PER_SECOND.observe(stats.tokens_per_s)
 
 
 class DatabaseCollector:
-    """The ingestion figures above, read from the database at each scrape (two small queries)."""
+    """The ingestion figures above, read from the database at each scrape (one query)."""
 
     def describe(self):
         # What it collects, without asking the database (registered before Django is set up).
@@ -81,20 +83,17 @@ class DatabaseCollector:
             yield GaugeMetricFamily(name, name)
 
     def collect(self):
-        from django.db import close_old_connections, connection
+        from django.db import connection
 
         from documents.models import Document, Status
 
         try:
             activity = Document.objects.ingestion_activity()
-            oldest = Document.objects.oldest_waiting_age_seconds()
         except Exception:
             log.exception("metrics: the database could not be read")
             return
         finally:
-            # The exposition server's threads are not request threads: give the connection back.
-            close_old_connections()
-            connection.close()
+            connection.close()  # the exposition server's threads are not request threads
         documents = GaugeMetricFamily("kb_documents", "Documents by ingestion status.", labels=["status"])
         for status in Status:
             documents.add_metric([status.value], getattr(activity, status.value))
@@ -102,12 +101,12 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "kb_ingestion_queue_depth",
             "Documents waiting for or in ingestion.",
-            value=activity.pending + activity.processing,
+            value=activity.queued,
         )
         yield GaugeMetricFamily(
             "kb_ingestion_oldest_pending_age_seconds",
             "How long the document waiting longest for ingestion has waited (0: none waits).",
-            value=oldest,
+            value=activity.oldest_pending_seconds,
         )
         yield GaugeMetricFamily(
             "kb_ingestion_chunks_per_second",
@@ -116,22 +115,27 @@ class DatabaseCollector:
         )
 
 
-_started: set[str] = set()
+_served = False
 _lock = threading.Lock()
 
 
 def serve(role: str) -> int | None:
-    """Start the exposition server for this process (once); returns its port, or None when
-    ``METRICS_PORT`` is 0."""
+    """Start this process's exposition server (once); its port, or None when ``METRICS_PORT`` is
+    0 or the port is taken (logged as an error: the site itself keeps running)."""
+    global _served
     from django.conf import settings
 
     port = settings.METRICS_PORT
     if not port:
         return None
     with _lock:
-        if role not in _started:
+        if not _served:
+            try:
+                start_http_server(port, addr=settings.METRICS_HOST)
+            except OSError as exc:
+                log.error("%s metrics not served: %s:%s cannot be bound (%s)", role, settings.METRICS_HOST, port, exc)
+                return None
             REGISTRY.register(DatabaseCollector())
-            start_http_server(port, addr=settings.METRICS_HOST)
-            _started.add(role)
+            _served = True
             log.info("%s metrics on http://%s:%s/metrics", role, settings.METRICS_HOST, port)
     return port

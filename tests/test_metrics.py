@@ -5,6 +5,8 @@ port after an upload and an answer, and never on the site's port."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -124,3 +126,15 @@ def test_a_live_web_server_and_worker_serve_metrics_on_their_own_ports(tmp_path)
     assert web_metrics[("kb_answer_queue_wait_seconds_count", ())] == 1
     assert web_metrics[("kb_retrieval_seconds_count", ())] == 1
     assert web_metrics[("kb_open_sockets", ())] == 0  # the socket closed after its answer
+
+
+def test_a_taken_metrics_port_is_logged_and_the_process_runs_on(settings, caplog, monkeypatch):
+    monkeypatch.setattr(metrics, "_served", False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings.METRICS_HOST, settings.METRICS_PORT = "127.0.0.1", taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="kb_site.metrics"):
+            assert metrics.serve("web") is None
+    assert "web metrics not served" in caplog.text and "cannot be bound" in caplog.text
+    assert metrics._served is False

@@ -37,7 +37,7 @@ from chat.llm.params import DEFAULT_MAX_TOKENS, MODES, SEED_MAX, GenerationParam
 from chat.llm.queue import QueueCallback
 
 if TYPE_CHECKING:
-    from chat.llm.local import LocalEngine, default_model_path, thread_counts, usable_cores
+    from chat.llm.local import LocalEngine, default_model_path, thread_count, usable_cores
     from chat.llm.remote import RemoteEngine
 
 __all__ = [
@@ -60,7 +60,7 @@ __all__ = [
     "get_engine",
     "local_model_path",
     "remembered_params",
-    "thread_counts",
+    "thread_count",
     "usable_cores",
 ]
 
@@ -68,7 +68,7 @@ __all__ = [
 _LAZY = {
     "LocalEngine": "chat.llm.local",
     "default_model_path": "chat.llm.local",
-    "thread_counts": "chat.llm.local",
+    "thread_count": "chat.llm.local",
     "usable_cores": "chat.llm.local",
     "RemoteEngine": "chat.llm.remote",
 }

@@ -98,6 +98,14 @@ class _Seat:
         self.pieces: _Coalescer | None = None
 
 
+def _refuse(request: Request, exc: BaseException) -> None:
+    """End a request that never got a seat."""
+    try:
+        request.emit(exc)
+    finally:
+        request.release()
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     common = 0
     for x, y in zip(a, b, strict=False):
@@ -120,7 +128,13 @@ class Decoder:
         params.n_seq_max = parallel
         params.n_ctx = parallel * context
         params.kv_unified = False  # each sequence its own cache of ``context`` tokens
-        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        try:
+            self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        except ValueError as exc:  # llama.cpp could not allocate it
+            raise LLMUnavailable(
+                f"The language model's cache of {parallel} × {context} tokens could not be created ({exc}): "
+                "lower LLM_PARALLEL or LLM_CONTEXT."
+            ) from exc
         self._memory = llama_cpp.llama_get_memory(self._ctx.ctx)
         self.context_size = llama_cpp.llama_n_ctx_seq(self._ctx.ctx)
         self._batch = llama_cpp.llama_batch_init(max(PREFILL_CHUNK, parallel), 0, 1)
@@ -130,6 +144,10 @@ class Decoder:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="llm-decoder", daemon=True)
         self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def submit(self, request: Request) -> None:
         with self._condition:
@@ -164,38 +182,34 @@ class Decoder:
                     break
                 incoming, self._incoming = self._incoming, []
             for request in incoming:
-                self._guarded(self._start, request)
+                try:
+                    self._start(request)
+                except Exception as exc:
+                    log.exception("llama.cpp failed reading a prompt")
+                    seat = next((seat for seat in self._seats if seat.request is request), None)
+                    if seat is None:
+                        _refuse(request, exc)
+                    else:
+                        self._fail(seat, exc)
             active = [seat for seat in self._seats if seat.request is not None and seat.pending is not None]
             if active:
-                self._guarded(self._step, active)
+                try:
+                    self._step(active)
+                except Exception as exc:
+                    log.exception("llama.cpp generation failed")
+                    for seat in active:
+                        if seat.request is not None:  # not ended before the failure
+                            self._fail(seat, exc)
         closed = LLMUnavailable("The language model was closed (the server is stopping).")
         for seat in self._busy_seats():
             self._fail(seat, closed)
         with self._condition:
             incoming, self._incoming = self._incoming, []
         for request in incoming:
-            request.emit(closed)
-            request.release()
+            _refuse(request, closed)
 
     def _busy_seats(self) -> list[_Seat]:
         return [seat for seat in self._seats if seat.request is not None]
-
-    def _guarded(self, work: Callable, argument: Any) -> None:
-        """Run one start or step; on a failure, end every answer it touched with that failure."""
-        try:
-            work(argument)
-        except Exception as exc:
-            log.exception("llama.cpp generation failed")
-            seats = (
-                [seat for seat in self._seats if seat.request is argument]
-                if isinstance(argument, Request)
-                else argument
-            )
-            if isinstance(argument, Request) and not seats:  # it never got a seat
-                argument.emit(exc)
-                argument.release()
-            for seat in seats:
-                self._fail(seat, exc)
 
     def _start(self, request: Request) -> None:
         free = [seat for seat in self._seats if seat.request is None]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import importlib.metadata
 import logging
@@ -38,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from kb_site.files import exclusive_lock, sha256_of
 
 log = logging.getLogger("chat.llm")
 
@@ -66,11 +67,8 @@ def resolve(weights: str) -> str:
 
 
 def _digest(source: Path, kind: str) -> str:
-    digest = hashlib.sha256(f"{kind}\nllama-cpp-python=={importlib.metadata.version('llama-cpp-python')}\n".encode())
-    with source.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()[:20]
+    version = importlib.metadata.version("llama-cpp-python")
+    return hashlib.sha256(f"{kind}\nllama-cpp-python=={version}\n{sha256_of(source)}".encode()).hexdigest()[:20]
 
 
 def converted_path(source: Path, cache_dir: Path, kind: str) -> Path:
@@ -90,7 +88,7 @@ def bundled_model(source: Path, cache_dir: Path, weights: str) -> Path:
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(cache_dir / ".convert.lock"):
+        with exclusive_lock(cache_dir / ".convert.lock"):
             if not target.is_file():  # another process may have written it while this one waited
                 _convert(source, target, kind)
     except OSError as exc:
@@ -103,16 +101,6 @@ def bundled_model(source: Path, cache_dir: Path, weights: str) -> Path:
         )
         return source
     return target
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert(source: Path, target: Path, kind: str) -> None:

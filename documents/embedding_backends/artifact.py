@@ -25,7 +25,6 @@ it writes the two graphs into OUT_DIR (no manifest; the parent checks and writes
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -40,6 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from documents.embedding_backends.base import EmbeddingModelError, ModelLayout
+from kb_site.files import exclusive_lock, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ FILES = {"fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
 MANIFEST = "manifest.json"
 _TOOLS = ("torch", "transformers", "onnx", "onnxruntime")
 _BUILD_TIMEOUT = 900  # seconds; an export takes about 10 s on two cores
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(distribution: str) -> str:
@@ -72,7 +64,7 @@ def fingerprint(model_dir: Path) -> str:
     for tool in _TOOLS:
         digest.update(f"\n{tool}=={_version(tool)}".encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(f"\n{path.relative_to(model_dir).as_posix()}:{_sha256(path)}".encode())
+        digest.update(f"\n{path.relative_to(model_dir).as_posix()}:{sha256_of(path)}".encode())
     return digest.hexdigest()
 
 
@@ -91,7 +83,7 @@ def check(folder: Path, print_: str) -> dict | None:
         return None
     for name, expected in (manifest.get("sha256") or {}).items():
         path = folder / name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or sha256_of(path) != expected:
             log.warning("embedding export %s is damaged (%s); building it again", folder, name)
             return None
     return manifest if set(manifest.get("sha256") or {}) == set(FILES.values()) else None
@@ -121,19 +113,15 @@ def ensure_built(model_dir: Path, cache_dir: Path, *, force: bool = False) -> tu
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    try:
-        handle = open(path, "a+b")  # noqa: SIM115 - held for the whole block, closed below
-    except OSError as exc:
-        raise EmbeddingModelError(
-            f"cannot build the exported embedding model in {path.parent} ({exc}): run "
-            "`manage.py build_embedding_model` where it is writable, or set EMBEDDING_CACHE_DIR"
-        ) from exc
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(path))
+        except OSError as exc:
+            raise EmbeddingModelError(
+                f"cannot build the exported embedding model in {path.parent} ({exc}): run "
+                "`manage.py build_embedding_model` where it is writable, or set EMBEDDING_CACHE_DIR"
+            ) from exc
         yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
 
 
 def _build(model_dir: Path, cache_dir: Path, folder: Path, print_: str) -> dict:
@@ -168,7 +156,7 @@ def _build(model_dir: Path, cache_dir: Path, folder: Path, print_: str) -> dict:
             "recipe": RECIPE,
             "tools": {tool: _version(tool) for tool in _TOOLS},
             "inputs": inputs,
-            "sha256": {name: _sha256(temporary / name) for name in FILES.values()},
+            "sha256": {name: sha256_of(temporary / name) for name in FILES.values()},
             "built_seconds": round(time.monotonic() - started, 1),
         }
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -117,3 +117,18 @@ async def test_closing_the_engine_ends_an_answer_in_progress_and_refuses_new_one
         await collect(later)
     assert generation.stats["finish_reason"] == later.stats["finish_reason"] == "error"
     assert not engine.busy  # both places were handed back
+
+
+def test_a_cache_llama_cpp_cannot_allocate_is_reported_with_the_settings_to_lower(monkeypatch):
+    from llama_cpp import _internals
+
+    create = _internals.LlamaContext
+
+    def refuse(**kwargs):  # the decoder's context only: the tokenizer's still loads
+        if kwargs["params"].n_seq_max > 1:
+            raise ValueError("Failed to create llama_context")
+        return create(**kwargs)
+
+    monkeypatch.setattr(_internals, "LlamaContext", refuse)
+    with pytest.raises(LLMUnavailable, match=r"16 × 4096 tokens could not be created.*LLM_PARALLEL or LLM_CONTEXT"):
+        LocalEngine(local_model_path(), context=4096, threads=1, parallel=16)

