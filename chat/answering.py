@@ -48,6 +48,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -155,8 +156,8 @@ def answerable(question: str, hits: list, found: evidence.Evidence) -> bool:
 
 
 @database_sync_to_async
-def _earlier_turns(question: Message) -> EarlierTurns:
-    return question.conversation.messages.earlier_turns(question)
+def _earlier_turns(question: Message, reader) -> EarlierTurns:
+    return question.conversation.messages.earlier_turns(question, reader)
 
 
 _save = database_sync_to_async(services.save_assistant_message)
@@ -172,6 +173,7 @@ class _Answer:
     owner: int | None = None  # who asked: their turn in the model's round-robin queue
     pieces: list[str] = field(default_factory=list)
     sources: list = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)  # each source's number in the conversation
     highlights: list[list[dict]] = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
     engine_stats: dict = field(default_factory=dict)  # filled by the engine; final when the stream ends
@@ -200,7 +202,7 @@ class _Answer:
         return self.saving
 
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
-        pairs = [(n, str(source.text), str(source.title)) for n, source in enumerate(self.sources, start=1)]
+        pairs = [(n, str(source.text), str(source.title)) for n, source in zip(self.numbers, self.sources, strict=True)]
         # Rule 4 of the check (the answer agrees with the evidence) needs evidence to agree with.
         quoted = [mark["text"] for marks in self.highlights for mark in marks] if self.evidence else []
         check = functools.partial(grounding.check, question=self.question, evidence_texts=quoted)
@@ -214,6 +216,7 @@ class _Answer:
         recorded = {
             "content": self.text,
             "sources": self.sources,
+            "numbers": self.numbers,
             "highlights": self.highlights,
             "params": self.params.to_dict(),
             "stats": self.stats,
@@ -230,7 +233,7 @@ async def answer(
     docstring for the events and guarantees."""
     state = _Answer(conversation=question.conversation, params=params, owner=user.pk)
     try:
-        earlier = await _earlier_turns(question)
+        earlier = await _earlier_turns(question, user)
         previous, previous_evidence = earlier.previous_question, earlier.previous_evidence
         rewritten = await _rewrite(question.content, previous, params, owner=state.owner)
         sources = await find_sources(
@@ -248,7 +251,7 @@ async def answer(
             await emit(protocol.token(prompting.NOT_FOUND_ANSWER))
             state.pieces.append(prompting.NOT_FOUND_ANSWER)
             return await _done(state, emit)
-        await _generate(state, question.content, sources, earlier.history, emit)
+        await _generate(state, question.content, sources, earlier, emit)
         return await _done(state, emit)
     except asyncio.CancelledError:
         # A stop that arrives while the finished answer is being saved keeps that answer as it is.
@@ -303,17 +306,36 @@ async def find_sources(
 
 
 def build_prompt(
-    question: str, sources: Sources, history: list[tuple[str, str]], engine, params: llm.GenerationParams
+    question: str,
+    sources: Sources,
+    turns: list[prompting.Turn],
+    engine,
+    params: llm.GenerationParams,
+    numbers: list[int] | None = None,
 ) -> prompting.PromptPlan:
-    """The messages for the model (``prompting.build_messages``) from ``find_sources``'s passages."""
-    hits, found = sources.hits, sources.evidence
+    """The messages for the model (``prompting.build_messages``) from ``find_sources``'s passages,
+    numbered ``numbers`` (default 1, 2, ...), after the earlier ``turns`` (``replayed``)."""
+    numbers = numbers or list(range(1, len(sources.hits) + 1))
+    marks = sources.evidence.highlights
+    shown = [as_read(hit, n, marked) for hit, n, marked in zip(sources.hits, numbers, marks, strict=True)]
+    return prompting.build_messages(question=question, passages=shown, turns=turns, engine=engine, params=params)
+
+
+def as_read(passage, n: int, marks: list[dict]) -> SimpleNamespace:
+    """``passage`` as the model reads it, numbered ``n``: with ``PROMPT_PASSAGE_SCOPE=evidence``
+    only its answering sentence (``marks``) and the sentences around it (``evidence.around``)."""
     if settings.PROMPT_PASSAGE_SCOPE == "evidence":
-        # The model reads each passage's answering sentence and its neighbours, numbered as the
-        # whole passages the user sees.
-        shown = [evidence.around(hit, marks) for hit, marks in zip(hits, found.highlights, strict=True)]
-    else:
-        shown = hits
-    return prompting.build_messages(question=question, passages=shown, history=history, engine=engine, params=params)
+        passage = evidence.around(passage, marks)
+    return SimpleNamespace(n=n, title=passage.title, text=passage.text)
+
+
+def replayed(earlier: EarlierTurns) -> list[prompting.Turn]:
+    """The earlier turns as the model read them: each question with its cited passages, read
+    as they were then (numbers, evidence sentences), and its answer."""
+    return [
+        prompting.Turn(turn.question, turn.answer, [as_read(c, c.n, c.highlight) for c in turn.citations])
+        for turn in earlier.turns
+    ]
 
 
 async def _done(state: _Answer, emit: Emit) -> Message:
@@ -348,20 +370,21 @@ def _record(state: _Answer, outcome: str) -> None:
     )
 
 
-async def _generate(
-    state: _Answer, question: str, sources: Sources, history: list[tuple[str, str]], emit: Emit
-) -> None:
+async def _generate(state: _Answer, question: str, sources: Sources, earlier: EarlierTurns, emit: Emit) -> None:
     """Quote the evidence, build the prompt and stream the model's answer into ``state``."""
     engine = await llm.aget_engine()
     hits, found = sources.hits, sources.evidence
-    plan = await asyncio.to_thread(build_prompt, question, sources, history, engine, state.params)
+    numbers = earlier.number([hit.chunk_id for hit in hits])
+    plan = await asyncio.to_thread(
+        lambda: build_prompt(question, sources, replayed(earlier), engine, state.params, numbers)
+    )
     used = len(plan.passages_used)  # a prefix: passages that did not fit the context are dropped
-    state.sources, state.highlights = hits[:used], found.highlights[:used]
-    await emit(protocol.sources(state.sources, state.highlights))
+    state.sources, state.highlights, state.numbers = hits[:used], found.highlights[:used], numbers[:used]
+    await emit(protocol.sources(state.sources, state.highlights, state.numbers))
     if found.best is not None and found.best[1] <= used:
-        text, n = found.best
-        state.evidence = {"text": text, "source": n}
-        await emit(protocol.evidence(text, n))
+        text, rank = found.best
+        state.evidence = {"text": text, "source": numbers[rank - 1]}
+        await emit(protocol.evidence(text, numbers[rank - 1]))
 
     async def on_queue_position(position: int) -> None:
         await emit(protocol.queued(position))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -206,48 +207,71 @@ class MessageQuerySet(models.QuerySet):
         citations = Citation.objects.for_reader(reader).order_by("n")
         return self.prefetch_related(Prefetch("citations", queryset=citations))
 
-    def earlier_turns(self, before: Message) -> EarlierTurns:
-        """What a new question's answer needs of the conversation before it, in one query. Call
-        it on one conversation's messages.
+    def earlier_turns(self, before: Message, reader) -> EarlierTurns:
+        """What a new question's answer needs of the conversation before it, in two queries.
+        Call it on one conversation's messages; ``reader`` asks (the conversation's owner).
 
-        ``history``: earlier exchanges for the prompt, oldest first, as (role, content) pairs:
-        each question followed by its answer. Only answers worth imitating are replayed: stopped
-        and failed answers, answers the repetition guard cut, and answers most of whose
-        sentences the sources do not support are left out with their questions, so the model
-        never copies a broken reply. ``previous_question``: the question asked just before
-        ``before`` (``None`` for the first). ``previous_evidence``: the evidence sentence quoted
-        for the latest answer ("" when none).
+        ``turns``: earlier exchanges for the prompt, oldest first, each question with its
+        answer and the answer's citations ``reader`` may still read. Only answers worth
+        imitating are replayed: stopped and failed answers, answers the repetition guard cut,
+        and answers most of whose sentences the sources do not support are left out with their
+        questions, so the model never copies a broken reply. ``numbers``: the number each
+        chunk cited so far has in this conversation (its latest), and ``next_number`` the first
+        one no citation uses. ``previous_question``: the question asked just before ``before``
+        (``None`` for the first). ``previous_evidence``: the evidence sentence quoted for the
+        latest answer ("" when none).
         """
         earlier = list(
             self.filter(created__lte=before.created)
             .exclude(pk=before.pk)
             .order_by("created", "pk")
-            .values_list("role", "content", "status", "finish_reason", "grounding", "evidence")
+            .with_citations_for(reader)
         )
-        history: list[tuple[str, str]] = []
-        for (role, question, *_), (next_role, answer, status, finish, grounding, _) in zip(
-            earlier, earlier[1:], strict=False
-        ):
-            if role == Role.USER and next_role == Role.ASSISTANT and _worth_replaying(status, finish, grounding):
-                history += [("user", question), ("assistant", answer)]
-        questions = [row[1] for row in earlier if row[0] == Role.USER]
-        answers = [row[5] for row in earlier if row[0] == Role.ASSISTANT]
+        turns: list[EarlierTurn] = []
+        for asked, answered in zip(earlier, earlier[1:], strict=False):
+            if (
+                asked.role == Role.USER
+                and answered.role == Role.ASSISTANT
+                and _worth_replaying(answered.status, answered.finish_reason, answered.grounding)
+            ):
+                readable = [citation for citation in answered.citations.all() if citation.is_readable]
+                turns.append(EarlierTurn(asked.content, answered.content, readable))
+        citations = [citation for message in earlier for citation in message.citations.all()]
+        questions = [message.content for message in earlier if message.role == Role.USER]
+        answers = [message.evidence for message in earlier if message.role == Role.ASSISTANT]
         return EarlierTurns(
-            history=history,
+            turns=turns,
             previous_question=questions[-1] if questions else None,
             previous_evidence=str((answers[-1] or {}).get("text") or "") if answers else "",
+            numbers={citation.chunk_id: citation.n for citation in citations if citation.chunk_id is not None},
+            next_number=max((citation.n for citation in citations), default=0) + 1,
         )
 
-    def prompt_history(self, before: Message) -> list[tuple[str, str]]:
-        """``earlier_turns(before).history``."""
-        return self.earlier_turns(before).history
+
+@dataclass(frozen=True)
+class EarlierTurn:
+    question: str
+    answer: str
+    citations: list[Citation]  # the ones the reader may still read, by number
 
 
 @dataclass(frozen=True)
 class EarlierTurns:
-    history: list[tuple[str, str]]
+    turns: list[EarlierTurn]
     previous_question: str | None
     previous_evidence: str
+    numbers: dict[int, int]  # chunk id -> its latest number in the conversation
+    next_number: int  # above every number used so far
+
+    def number(self, chunk_ids: Sequence[int]) -> list[int]:
+        """The number of each chunk in this conversation: the one it had before, else a new one."""
+        free, result = self.next_number, []
+        for chunk_id in chunk_ids:
+            number = self.numbers.get(chunk_id)
+            if number is None or number in result:  # two chunks once numbered alike (before numbers were kept)
+                number, free = free, free + 1
+            result.append(number)
+        return result
 
 
 def _worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:

@@ -1,20 +1,23 @@
-"""Building the chat prompt for one question: instructions, numbered passages, recent history.
+"""Building the chat prompt for one question: instructions, earlier turns, numbered passages.
 
-Contract: ``build_messages(question=..., passages=..., history=..., engine=..., params=...)``
+Contract: ``build_messages(question=..., passages=..., turns=..., engine=..., params=...)``
 returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.stream``) satisfy
 ``engine.count_prompt_tokens(messages) + params.max_tokens <= engine.context_size``.
 
 - The system message tells the model to answer only from the numbered passages, to cite them as
   ``[n]`` and to say ``NOT_FOUND_ANSWER`` when they do not hold the answer.
-- Passages go into the final user message, numbered ``[n]`` with their document's title, best
-  first (or best last, next to the question, with ``PROMPT_PASSAGE_ORDER=last``). ``n`` is the
-  passage's own ``n`` when it has one (the number the browser shows next to the source),
-  otherwise its 1-based rank. Each is cut to ``LLM_PASSAGE_MAX_TOKENS`` tokens of
-  the model's tokenizer (ending in "…"): small models answer better from short passages, and
-  one long passage must not crowd out the others.
-- History (oldest first) is replayed as user/assistant turns. Only complete turns are kept (a
-  question with no answer, e.g. a failed one, is skipped), so templates that insist on
-  alternating roles accept it.
+- Each question goes in a user message with its passages before it, numbered ``[n]`` with their
+  document's title, best first (or best last, next to the question, with
+  ``PROMPT_PASSAGE_ORDER=last``). ``n`` is the passage's own ``n`` when it has one (the number
+  the browser shows next to the source; numbers are kept for the whole conversation, so one
+  passage has one number), otherwise its 1-based rank. Each is cut to
+  ``LLM_PASSAGE_MAX_TOKENS`` tokens of the model's tokenizer (ending in "…"): small models
+  answer better from short passages, and one long passage must not crowd out the others.
+- Earlier turns (``Turn``, oldest first) are replayed exactly as their questions were asked:
+  each question with the passages it came with, then its answer. So the prompt of a follow-up
+  begins with the prompt of the question before it, and the model's cache of that prompt is
+  reused instead of read again (chat/llm/decoder.py). A passage the prompt already holds
+  word for word is not repeated: it is named, ``[n] Title (given above)``.
 - When everything does not fit: drop the oldest turn first, then the lowest-ranked passage.
   When even the bare question (instructions + question, nothing else) does not fit, raise
   ``PromptTooLong`` with a message for the user (``check_question_fits`` alone does that check).
@@ -89,36 +92,57 @@ def trim_to_tokens(text: str, limit: int, engine: TokenCounter) -> str:
 def format_passage(number: int, passage: Any, text: str) -> str:
     # The title only: with the location (a heading path) too, small models copy the headings
     # into their answers (measured on the answer benchmark).
-    title = str(_field(passage, "title") or "Untitled").strip()
-    return f"[{number}] {title}\n{text}"
+    return f"[{number}] {_title(passage)}\n{text}"
 
 
-def _turns(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Complete (question, answer) pairs, oldest first."""
-    turns: list[tuple[str, str]] = []
-    pending: str | None = None
-    for role, content in history:
-        content = (content or "").strip()
-        if role == "user":
-            pending = content or None
-        elif role == "assistant" and pending is not None and content:
-            turns.append((pending, content))
-            pending = None
-        else:
-            pending = None
-    return turns
+def _title(passage: Any) -> str:
+    return str(_field(passage, "title") or "Untitled").strip()
 
 
-def _assemble(question: str, blocks: list[str], turns: list[tuple[str, str]]) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
-    for asked, answered in turns:
-        messages.append({"role": "user", "content": asked})
-        messages.append({"role": "assistant", "content": answered})
+@dataclass(frozen=True)
+class Turn:
+    """An earlier question and its answer, replayed to the model; ``passages`` are the ones the
+    question came with (each with ``n``, ``title`` and ``text`` as the model read them)."""
+
+    question: str
+    answer: str
+    passages: Sequence[Any] = ()
+
+
+@dataclass(frozen=True)
+class _Block:
+    full: str  # "[n] Title\ntext"
+    named: str  # "[n] Title (given above)": the same passage when the prompt already holds it
+
+
+def _blocks(passages: Sequence[Any], engine: TokenCounter) -> list[_Block]:
+    limit = settings.LLM_PASSAGE_MAX_TOKENS
+    blocks = []
+    for rank, passage in enumerate(passages, start=1):
+        number = _field(passage, "n", None) or rank
+        text = trim_to_tokens(str(_field(passage, "text")), limit, engine)
+        blocks.append(_Block(format_passage(number, passage, text), f"[{number}] {_title(passage)} (given above)"))
+    return blocks
+
+
+def _asking(question: str, blocks: list[_Block], held: set[str]) -> str:
+    """The user message of one question; ``held``: the passages earlier messages hold (updated)."""
+    shown = [block.named if block.full in held else block.full for block in blocks]
+    held.update(block.full for block in blocks)
     # Small models attend most to what is nearest the question: PROMPT_PASSAGE_ORDER=last puts
     # the best passage there (numbers stay by rank).
-    ordered = blocks[::-1] if settings.PROMPT_PASSAGE_ORDER == "last" else blocks
-    sources = "\n\n".join(ordered) if blocks else NO_PASSAGES
-    messages.append({"role": "user", "content": f"Passages:\n\n{sources}\n\nQuestion: {question}"})
+    ordered = shown[::-1] if settings.PROMPT_PASSAGE_ORDER == "last" else shown
+    sources = "\n\n".join(ordered) if shown else NO_PASSAGES
+    return f"Passages:\n\n{sources}\n\nQuestion: {question}"
+
+
+def _assemble(question: str, blocks: list[_Block], turns: Sequence[tuple[str, str, list[_Block]]]) -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    held: set[str] = set()
+    for asked, answered, turn_blocks in turns:
+        messages.append({"role": "user", "content": _asking(asked, turn_blocks, held)})
+        messages.append({"role": "assistant", "content": answered})
+    messages.append({"role": "user", "content": _asking(question, blocks, held)})
     return messages
 
 
@@ -138,7 +162,7 @@ def build_messages(
     *,
     question: str,
     passages: Sequence[Any],
-    history: Sequence[tuple[str, str]],
+    turns: Sequence[Turn],
     engine: TokenCounter,
     params: GenerationParams,
 ) -> PromptPlan:
@@ -146,33 +170,33 @@ def build_messages(
     question = question.strip()
     budget = engine.context_size - params.max_tokens
     check_question_fits(question, engine, params)
-    limit = settings.LLM_PASSAGE_MAX_TOKENS
-    blocks = [
-        format_passage(_field(p, "n", None) or rank, p, trim_to_tokens(str(_field(p, "text")), limit, engine))
-        for rank, p in enumerate(passages, start=1)
-    ]
-    # Passages come before history: keep as many as fit with no history at all, then replay the
-    # most recent turns that still fit. Same result as dropping the oldest turns first and then
-    # the lowest-ranked passages, but every prompt counted stays within about one turn of the
-    # budget, however long the conversation.
+    blocks = _blocks(passages, engine)
+    # Passages come before earlier turns: keep as many as fit with no turn at all, then replay
+    # the most recent turns that still fit. Same result as dropping the oldest turns first and
+    # then the lowest-ranked passages, but every prompt counted stays within about one turn of
+    # the budget, however long the conversation.
     messages = _assemble(question, blocks, [])
     tokens = engine.count_prompt_tokens(messages)
     while tokens > budget:
         blocks.pop()  # the bare prompt fits, so this ends before blocks run out
         messages = _assemble(question, blocks, [])
         tokens = engine.count_prompt_tokens(messages)
-    turns = _turns(history)
-    kept = 0
-    while kept < len(turns):
-        candidate = _assemble(question, blocks, turns[len(turns) - kept - 1 :])
+    replayable = [
+        (turn.question.strip(), turn.answer.strip(), turn.passages)
+        for turn in turns
+        if turn.question.strip() and turn.answer.strip()
+    ]
+    kept: list[tuple[str, str, list[_Block]]] = []
+    for asked, answered, turn_passages in reversed(replayable):
+        candidate_turns = [(asked, answered, _blocks(turn_passages, engine)), *kept]
+        candidate = _assemble(question, blocks, candidate_turns)
         candidate_tokens = engine.count_prompt_tokens(candidate)
         if candidate_tokens > budget:
             break
-        kept += 1
-        messages, tokens = candidate, candidate_tokens
+        kept, messages, tokens = candidate_turns, candidate, candidate_tokens
     return PromptPlan(
         messages=messages,
         passages_used=list(passages[: len(blocks)]),
-        history_used=2 * kept,
+        history_used=2 * len(kept),
         prompt_tokens=tokens,
     )

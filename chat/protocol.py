@@ -24,13 +24,15 @@ def queued(position: int) -> dict:
     return {"type": "queued", "position": position}
 
 
-def sources(hits: Sequence, highlights: Sequence[Sequence[dict]] = ()) -> dict:
-    """The passages given to the model, numbered 1..n as the answer cites them, each with the
-    sentences that answer the question (``highlights[i]`` for ``hits[i]``)."""
+def sources(hits: Sequence, highlights: Sequence[Sequence[dict]] = (), numbers: Sequence[int] = ()) -> dict:
+    """The passages given to the model, each with its number in the conversation (``numbers[i]``
+    for ``hits[i]``; default 1..n), as the answer cites it, and the sentences that answer the
+    question (``highlights[i]``)."""
     marked = list(highlights) + [[]] * (len(hits) - len(highlights))
+    numbers = list(numbers) or list(range(1, len(hits) + 1))
     return {
         "type": "sources",
-        "sources": [hit.as_source(n, marked[n - 1]) for n, hit in enumerate(hits, start=1)],
+        "sources": [hit.as_source(n, marks) for hit, n, marks in zip(hits, numbers, marked, strict=True)],
     }
 
 

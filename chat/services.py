@@ -135,14 +135,16 @@ def save_assistant_message(
     evidence: dict | None = None,
     grounding: Sequence[dict] = (),
     highlights: Sequence[Sequence[dict]] = (),
+    numbers: Sequence[int] = (),
 ) -> Message:
     """Save an answer (complete, stopped with its partial text, or failed) with its citations.
 
-    ``sources`` are numbered 1..n in the order given — the order the model saw them — and
-    their text is copied, with ``highlights[i]`` (the evidence sentences of source ``i``,
-    see ``chat.evidence``) when given. A chunk deleted since retrieval is cited by its copy
-    alone (the foreign key is left empty); a document deleted since then leaves only the
-    number, as its deletion would have (``forget_cited_passages``). ``evidence``, ``grounding`` and
+    ``sources`` are numbered ``numbers`` (their numbers in the conversation, as the model saw
+    them; default 1..n in the order given) and their text is copied, with ``highlights[i]``
+    (the evidence sentences of source ``i``, see ``chat.evidence``) when given. A chunk deleted
+    since retrieval is cited by its copy alone (the foreign key is left empty); a document
+    deleted since then leaves only the number, as its deletion would have
+    (``forget_cited_passages``). ``evidence``, ``grounding`` and
     ``finish_reason`` are stored as ``Message`` documents them.
     """
     stats = stats or GenerationStats()
@@ -163,7 +165,7 @@ def save_assistant_message(
             evidence=evidence or {},
             grounding=list(grounding),
         )
-        _create_citations(message, sources, highlights)
+        _create_citations(message, sources, highlights, numbers)
         conversation.save(update_fields=["updated"])
     log.info(
         "saved %s answer %s in conversation %s (%d sources)",
@@ -175,9 +177,13 @@ def save_assistant_message(
     return message
 
 
-def _create_citations(message: Message, sources: Sequence[Source], highlights: Sequence[Sequence[dict]]) -> None:
+def _create_citations(
+    message: Message, sources: Sequence[Source], highlights: Sequence[Sequence[dict]], numbers: Sequence[int]
+) -> None:
     if not sources:
         return
+    numbers = list(numbers) or list(range(1, len(sources) + 1))
+    marked = list(highlights) + [[]] * (len(sources) - len(highlights))
     chunk_ids = set(Chunk.objects.filter(pk__in=[s.chunk_id for s in sources]).values_list("pk", flat=True))
     documents = dict(
         Document.objects.filter(public_id__in=[s.document_id for s in sources]).values_list("public_id", "pk")
@@ -195,9 +201,9 @@ def _create_citations(message: Message, sources: Sequence[Source], highlights: S
             ordinal=source.ordinal,
             page=source.page,
             text=source.text,
-            highlight=list(highlights[n - 1]) if n <= len(highlights) else [],
+            highlight=list(marks),
         )
-        for n, source in enumerate(sources, start=1)
+        for n, source, marks in zip(numbers, sources, marked, strict=True)
     ]
     for citation in citations:
         if citation.document_id is None:

@@ -92,3 +92,8 @@ def make_conversation(user, title: str = "", exchanges: list[tuple[str, str]] = 
 
 def answers(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.filter(role="assistant").order_by("created", "pk"))
+
+
+def replayed(conversation: Conversation, before, reader) -> list[tuple[str, str]]:
+    """The (question, answer) turns a prompt for ``before`` replays."""
+    return [(turn.question, turn.answer) for turn in conversation.messages.earlier_turns(before, reader).turns]

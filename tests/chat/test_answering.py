@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from chat import answering, evidence, llm, sentences, services
 from chat.models import Conversation, MessageStatus
 from documents import embeddings
-from tests.chat.factories import ZORBLAX_PASSAGES, make_conversation
+from tests.chat.factories import ZORBLAX_PASSAGES, make_conversation, replayed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,12 +60,12 @@ def test_a_follow_up_is_also_searched_with_the_names_the_previous_answers_eviden
 def test_the_previous_answers_evidence_is_read_from_the_conversation(alice):
     conversation = services.create_conversation(alice)
     first = services.append_user_message(conversation, "What was the best-selling product?")
-    assert conversation.messages.earlier_turns(first).previous_evidence == ""
+    assert conversation.messages.earlier_turns(first, alice).previous_evidence == ""
     services.save_assistant_message(
         conversation, content="The Loop S2.", evidence={"text": "The best seller was the Loop S2.", "source": 1}
     )
     second = services.append_user_message(conversation, "How much does it cost?")
-    assert conversation.messages.earlier_turns(second).previous_evidence == "The best seller was the Loop S2."
+    assert conversation.messages.earlier_turns(second, alice).previous_evidence == "The best seller was the Loop S2."
 
 
 async def test_a_follow_up_finds_the_passage_of_the_conversations_topic(alice, zorblax_manual):
@@ -168,12 +168,7 @@ def test_looping_and_mostly_unsupported_answers_are_not_replayed(alice):
         services.append_user_message(conversation, question)
         services.save_assistant_message(conversation, content=answer, **fields)
     current = services.append_user_message(conversation, "Now?")
-    assert conversation.messages.prompt_history(current) == [
-        ("user", "First?"),
-        ("assistant", "One [1]."),
-        ("user", "Half right?"),
-        ("assistant", "Right [1]. Wrong."),
-    ]
+    assert replayed(conversation, current, alice) == [("First?", "One [1]."), ("Half right?", "Right [1]. Wrong.")]
 
 
 # --- the repetition guard ----------------------------------------------------------------------

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from chat import prompting
 from chat.llm import GenerationParams, PromptTooLong, get_engine
-from chat.prompting import NOT_FOUND_ANSWER, build_messages
+from chat.prompting import NOT_FOUND_ANSWER, Turn, build_messages
 
 QUESTION = "When was the Zorbex telescope completed?"
 
@@ -27,12 +28,9 @@ PASSAGES = [
     Passage(3, "Village bakery", "", "The bakery sells rye bread and croissants every morning."),
 ]
 HISTORY = [
-    ("user", "Who built the first turn telescope?"),
-    ("assistant", "The first turn telescope was built by the Andes consortium [1]."),
-    ("user", "How big is the second turn mirror?"),
-    ("assistant", "The second turn mirror is four metres wide [2]."),
-    ("user", "Where is the third turn site?"),
-    ("assistant", "The third turn site is in northern Chile [1]."),
+    Turn("Who built the first turn telescope?", "The first turn telescope was built by the Andes consortium [1]."),
+    Turn("How big is the second turn mirror?", "The second turn mirror is four metres wide [2]."),
+    Turn("Where is the third turn site?", "The third turn site is in northern Chile [1]."),
 ]
 
 
@@ -49,7 +47,7 @@ def engine(settings):
 def plan_with_budget(engine, budget: int, *, passages=PASSAGES, history=HISTORY, question=QUESTION):
     """Plan with exactly ``budget`` prompt tokens available (the rest reserved for the answer)."""
     params = GenerationParams(max_tokens=engine.context_size - budget)
-    return build_messages(question=question, passages=passages, history=history, engine=engine, params=params)
+    return build_messages(question=question, passages=passages, turns=history, engine=engine, params=params)
 
 
 def roomy(engine, **kwargs):
@@ -142,23 +140,20 @@ def test_every_passage_is_cut_to_the_passage_budget(engine, settings):
     assert plan.passages_used == [long_passage]  # the caller keeps the full text for citations
 
 
-def test_questions_left_without_an_answer_are_not_replayed(engine):
+def test_turns_without_an_answer_are_not_replayed(engine):
     history = [
-        ("user", "A question that failed"),
-        ("user", "Who built the first turn telescope?"),
-        ("assistant", "The Andes consortium [1]."),
-        ("user", "A question that was stopped before any text"),
-        ("assistant", ""),
+        Turn("Who built the first turn telescope?", "The Andes consortium [1]."),
+        Turn("A question that was stopped before any text", ""),
     ]
 
     plan = roomy(engine, history=history)
 
     assert [m["content"] for m in plan.messages[1:3]] == [
-        "Who built the first turn telescope?",
+        f"Passages:\n\n{prompting.NO_PASSAGES}\n\nQuestion: Who built the first turn telescope?",
         "The Andes consortium [1].",
     ]
     assert plan.history_used == 2
-    assert "failed" not in everything_text(plan) and "stopped" not in everything_text(plan)
+    assert "stopped" not in everything_text(plan)
 
 
 def test_passages_may_be_plain_dicts_without_numbers(engine):
@@ -190,3 +185,60 @@ def test_a_question_that_fits_only_without_room_for_the_answer_is_refused(engine
     assert plan_with_budget(engine, bare, passages=[], history=[]).prompt_tokens == bare
     with pytest.raises(PromptTooLong, match="reserved for the answer"):
         plan_with_budget(engine, bare - 1, passages=[], history=[])
+
+
+# --- a follow-up replays the question before it, so the model's cache of it is reused --------------
+
+FOLLOW_UP = "And where was it built?"
+
+
+def test_a_follow_up_prompt_begins_with_the_prompt_of_the_question_before_it(engine):
+    first = roomy(engine, history=[])
+    answer = "The Zorbex telescope was completed in 1987 [1]."
+
+    follow_up = roomy(engine, question=FOLLOW_UP, history=[Turn(QUESTION, answer, PASSAGES)])
+
+    assert follow_up.messages[:2] == first.messages[:2]
+    assert follow_up.messages[2] == {"role": "assistant", "content": answer}
+    # In tokens too: what the model read for the first question is the start of the follow-up.
+    first_tokens = engine._prepare(first.messages).payload
+    assert engine._prepare(follow_up.messages).payload[: len(first_tokens)] == first_tokens
+
+
+def test_a_passage_the_prompt_already_holds_is_named_not_repeated(engine):
+    history = [Turn(QUESTION, "Completed in 1987 [1].", PASSAGES[:2])]
+    new = Passage(4, "Observatory history", "", "The Zorbex dome was built by the Andes consortium.")
+
+    plan = roomy(engine, question=FOLLOW_UP, history=history, passages=[PASSAGES[0], new])
+
+    final = plan.messages[-1]["content"]
+    assert "[1] Zorbex telescope (given above)" in final
+    assert "[4] Observatory history\nThe Zorbex dome was built" in final
+    assert everything_text(plan).count("completed in 1987 in northern Chile") == 1
+    assert plan.passages_used == [PASSAGES[0], new]
+
+
+def test_a_held_passage_read_differently_now_is_shown_again(engine):
+    earlier = Passage(1, "Zorbex telescope", "", "The Zorbex telescope was completed in 1987.")
+    history = [Turn(QUESTION, "In 1987 [1].", [earlier])]
+    now = Passage(1, "Zorbex telescope", "", "Its mirror is four metres wide.")  # another excerpt of [1]
+
+    final = roomy(engine, question=FOLLOW_UP, history=history, passages=[now]).messages[-1]["content"]
+
+    assert "[1] Zorbex telescope\nIts mirror is four metres wide." in final
+    assert "given above" not in final
+
+
+def test_when_the_turn_that_showed_a_passage_is_dropped_the_next_one_shows_it_in_full(engine):
+    history = [
+        Turn("Who built the first turn telescope?", "The Andes consortium [1].", PASSAGES[:1]),
+        Turn("When was it completed?", "In 1987 [1].", PASSAGES[:1]),
+    ]
+    full = roomy(engine, history=history)
+    assert "[1] Zorbex telescope (given above)" in full.messages[3]["content"]
+
+    plan = plan_with_budget(engine, full.prompt_tokens - 1, history=history)
+
+    assert plan.history_used == 2
+    assert "first turn" not in everything_text(plan)
+    assert "[1] Zorbex telescope\nThe Zorbex telescope was completed" in plan.messages[1]["content"]
