@@ -564,30 +564,45 @@ def _first_token(single: dict) -> list[str]:
 def _follow_up(follow: dict | None) -> list[str]:
     if not follow or not follow.get("pairs"):
         return []
-    return [
-        f"A first question, then a follow-up in the same conversation with nothing in between "
-        f"({len(follow['pairs'])} pairs; the follow-up replays the first turn's question and answer, then new "
-        "passages):",
-        "",
-        _table(
-            ["p50", "first question", "follow-up", "follow-up / first"],
+
+    def rows(group: str) -> list[list[str]]:
+        named = [
+            ("`ask` → first token ms (client)", "ttft_ms"),
+            ("`ask` → `sources` ms (retrieval, evidence, prompt)", "sources_ms"),
+            ("model TTFT ms (server: prompt read, first token)", "server_ttft_ms"),
+        ]
+        table = [
             [
-                [
-                    "TTFT ms (server)",
-                    f"{_fmt(follow['first_ttft_ms_p50'], 0)} ({_fmt(follow['first_server_ttft_ms_p50'], 0)})",
-                    f"{_fmt(follow['follow_up_ttft_ms_p50'], 0)} ({_fmt(follow['follow_up_server_ttft_ms_p50'], 0)})",
-                    _fmt(follow["ttft_ratio_p50"], 2),
-                ],
-                [
-                    "prompt tokens",
-                    _fmt(follow["first_prompt_tokens_p50"], 0),
-                    _fmt(follow["follow_up_prompt_tokens_p50"], 0),
-                    "",
-                ],
-            ],
-        ),
+                label,
+                _fmt(follow[f"{group}first_{key}_p50"], 0),
+                _fmt(follow[f"{group}follow_up_{key}_p50"], 0),
+                _fmt(follow[f"{group}{key}_ratio_p50"], 2),
+            ]
+            for label, key in named
+        ]
+        prompt = ["prompt tokens", _fmt(follow[f"{group}first_prompt_tokens_p50"], 0)]
+        return [*table, [*prompt, _fmt(follow[f"{group}follow_up_prompt_tokens_p50"], 0), ""]]
+
+    pairs, replayed = len(follow["pairs"]), follow.get("replayed", 0)
+    lines = [
+        f"A first question, then a follow-up in the same conversation with nothing in between ({pairs} pairs). "
+        "The follow-up's prompt replays the first question as the model read it, then the first answer, so the "
+        "model's cache of the first prompt is reused — when the first answer is worth replaying "
+        f"(`chat.models.worth_replaying`: {replayed} of {pairs} here; the others start afresh). Medians, and "
+        "the median of each pair's follow-up / first:",
+        "",
+        _table(["all pairs, p50", "first question", "follow-up", "follow-up / first"], rows("")),
         "",
     ]
+    if replayed:
+        lines += [
+            _table(
+                [f"pairs whose first answer is replayed ({replayed}), p50", "first question", "follow-up", "ratio"],
+                rows("replayed_"),
+            ),
+            "",
+        ]
+    return lines
 
 
 def _weights_rows(rows: list[dict] | None) -> list[str]:

@@ -60,7 +60,9 @@ LEVELS = (1, 4, 8)
 EXTRA_DOCUMENTS = 60
 # First questions followed by a follow-up in the same conversation, and the follow-ups tried in
 # turn until the server answers one with the model.
-FOLLOW_UP_PAIRS = 3
+FOLLOW_UP_PAIRS = 6
+# Per question of a pair: `ask` → first token, `ask` → sources, and the model's own TTFT.
+FOLLOW_UP_FIGURES = ("ttft_ms", "sources_ms", "server_ttft_ms", "prompt_tokens")
 FOLLOW_UPS = ("Tell me more about this.", "Why is that?", "What else do the passages say about it?")
 # Claims looked at per claim asked: many get the not-found answer (no model), and are skipped.
 CANDIDATES_PER_QUESTION = 3
@@ -178,24 +180,30 @@ def _follow_ups(site: _Site, questions: list[str]) -> dict:
                 {
                     "question": question,
                     "follow_up": follow_up,
-                    **{f"first_{k}": first[k] for k in ("ttft_ms", "server_ttft_ms", "prompt_tokens")},
-                    **{f"follow_up_{k}": second[k] for k in ("ttft_ms", "server_ttft_ms", "prompt_tokens")},
+                    "first_replayed": first.get("replayable", False),
+                    **{f"first_{k}": first[k] for k in FOLLOW_UP_FIGURES},
+                    **{f"follow_up_{k}": second[k] for k in FOLLOW_UP_FIGURES},
                 }
             )
     if not pairs:
         return {"pairs": []}
 
-    def p50(key: str) -> float | None:
-        return _round(metrics.median([p[key] for p in pairs]))
+    def p50(key: str, among: list[dict]) -> float | None:
+        return _round(metrics.median([p[key] for p in among])) if among else None
 
+    def ratio(key: str, among: list[dict]) -> float | None:
+        return _round(metrics.median([p[f"follow_up_{key}"] / p[f"first_{key}"] for p in among]), 3) if among else None
+
+    replayed = [p for p in pairs if p["first_replayed"]]
+    summary = {"replayed": len(replayed)}
+    for key in FOLLOW_UP_FIGURES:
+        for group, among in (("", pairs), ("replayed_", replayed)):
+            summary[f"{group}first_{key}_p50"] = p50(f"first_{key}", among)
+            summary[f"{group}follow_up_{key}_p50"] = p50(f"follow_up_{key}", among)
+            if key != "prompt_tokens":
+                summary[f"{group}{key}_ratio_p50"] = ratio(key, among)
     return {
-        "first_ttft_ms_p50": p50("first_ttft_ms"),
-        "follow_up_ttft_ms_p50": p50("follow_up_ttft_ms"),
-        "first_server_ttft_ms_p50": p50("first_server_ttft_ms"),
-        "follow_up_server_ttft_ms_p50": p50("follow_up_server_ttft_ms"),
-        "first_prompt_tokens_p50": p50("first_prompt_tokens"),
-        "follow_up_prompt_tokens_p50": p50("follow_up_prompt_tokens"),
-        "ttft_ratio_p50": _round(metrics.median([p["follow_up_ttft_ms"] / p["first_ttft_ms"] for p in pairs]), 3),
+        **summary,
         "pairs": pairs,
     }
 
@@ -369,6 +377,8 @@ class _Site:
     async def ask(self, question: str, *, socket_path: str | None = None, start: asyncio.Event | None = None) -> dict:
         from websockets.asyncio.client import connect
 
+        from chat.models import worth_replaying
+
         path = socket_path or self.new_conversation()
         record: dict = {"errors": [], "queued": 0, "max_position": 0, "token_times": [], "text": ""}
         async with connect(f"ws://{self.host}{path}", additional_headers=self.auth, max_size=2**22) as socket:
@@ -396,6 +406,9 @@ class _Site:
                     record["done"] = time.perf_counter()
                     record["status"] = event.get("status")
                     record["stats"] = event.get("stats") or {}
+                    record["replayable"] = worth_replaying(
+                        event.get("status"), event.get("finish_reason"), event.get("grounding")
+                    )
                     break
         times = record["token_times"]
         stats = record.get("stats", {})

@@ -232,7 +232,7 @@ class MessageQuerySet(models.QuerySet):
             if (
                 asked.role == Role.USER
                 and answered.role == Role.ASSISTANT
-                and _worth_replaying(answered.status, answered.finish_reason, answered.grounding)
+                and worth_replaying(answered.status, answered.finish_reason, answered.grounding)
             ):
                 readable = [citation for citation in answered.citations.all() if citation.is_readable]
                 turns.append(EarlierTurn(asked.content, answered.content, readable))
@@ -274,7 +274,8 @@ class EarlierTurns:
         return result
 
 
-def _worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:
+def worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:
+    """Whether a later prompt replays an answer (``MessageQuerySet.earlier_turns``)."""
     unsupported = sum(not sentence.get("supported", True) for sentence in grounding or [])
     return status == MessageStatus.COMPLETE and finish_reason != "loop" and 2 * unsupported <= len(grounding or [])
 
