@@ -81,7 +81,8 @@ def run(options, prepared: dict) -> dict:
     corpus, queries, qrels = scifact.load_data()
     singles = 3 if options.quick else 6
     levels = (1, 4) if options.quick else LEVELS
-    needed = 1 + singles + sum(levels)
+    pairs = 3 if options.quick else FOLLOW_UP_PAIRS
+    needed = 1 + singles + sum(levels) + pairs
     candidates = list(queries.items())[: needed * CANDIDATES_PER_QUESTION]
     user = User.objects.create_user("bench-stream")
     token = create_api_token(user, name="bench")
@@ -120,7 +121,6 @@ def run(options, prepared: dict) -> dict:
             asyncio.run(site.ask(warm_question))
             raw.stream(_messages(user, warm_question, raw))
             result["single"] = _single_stream(site, raw, user, questions[1 : 1 + singles])
-            result["follow_up"] = _follow_ups(site, questions[1 : 1 + FOLLOW_UP_PAIRS])
             offset = 1 + singles
             result["concurrency"] = []
             clients = [_Site(site.host, client_token, http) for client_token in client_tokens]
@@ -129,6 +129,8 @@ def run(options, prepared: dict) -> dict:
                 offset += level
                 result["concurrency"].append(asyncio.run(_concurrent(clients[:level], batch)))
                 say(f"streaming: {level} concurrent clients done")
+            # Questions of their own: a question asked before may find its prompt cached.
+            result["follow_up"] = _follow_ups(site, questions[offset : offset + pairs])
     finally:
         stop_process(server)
         raw.close()

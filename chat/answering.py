@@ -209,7 +209,10 @@ class _Answer:
         checked = await embeddings.arun(check, self.text, pairs) if pairs and self.text else None
         if checked is None:
             return await self.save(status=status), None
-        return await self.save(status=status, content=checked.content, grounding=checked.sentences), checked
+        saved = await self.save(
+            status=status, content=checked.content, grounding=checked.sentences, generated=self.text
+        )
+        return saved, checked
 
     async def save(self, **fields) -> Message:
         """Save the answer as it stands; ``fields`` override or add to what it has produced."""

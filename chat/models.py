@@ -212,7 +212,8 @@ class MessageQuerySet(models.QuerySet):
         Call it on one conversation's messages; ``reader`` asks (the conversation's owner).
 
         ``turns``: earlier exchanges for the prompt, oldest first, each question with its
-        answer and the answer's citations ``reader`` may still read. Only answers worth
+        answer (as the model wrote it: ``Message.generated``) and the answer's citations
+        ``reader`` may still read. Only answers worth
         imitating are replayed: stopped and failed answers, answers the repetition guard cut,
         and answers most of whose sentences the sources do not support are left out with their
         questions, so the model never copies a broken reply. ``numbers``: the number each
@@ -235,7 +236,7 @@ class MessageQuerySet(models.QuerySet):
                 and worth_replaying(answered.status, answered.finish_reason, answered.grounding)
             ):
                 readable = [citation for citation in answered.citations.all() if citation.is_readable]
-                turns.append(EarlierTurn(asked.content, answered.content, readable))
+                turns.append(EarlierTurn(asked.content, answered.generated or answered.content, readable))
         citations = [citation for message in earlier for citation in message.citations.all()]
         questions = [message.content for message in earlier if message.role == Role.USER]
         answers = [message.evidence for message in earlier if message.role == Role.ASSISTANT]
@@ -285,6 +286,9 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
+    # An answer as the model wrote it, when the grounding check changed it (added citations):
+    # later prompts replay this, so the model's cache of it is reused. Empty otherwise.
+    generated = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=MessageStatus.choices, default=MessageStatus.COMPLETE)
     # Why a failed answer failed, in words a user can read.
     error = models.TextField(blank=True)

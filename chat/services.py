@@ -136,6 +136,7 @@ def save_assistant_message(
     grounding: Sequence[dict] = (),
     highlights: Sequence[Sequence[dict]] = (),
     numbers: Sequence[int] = (),
+    generated: str = "",
 ) -> Message:
     """Save an answer (complete, stopped with its partial text, or failed) with its citations.
 
@@ -144,7 +145,8 @@ def save_assistant_message(
     (the evidence sentences of source ``i``, see ``chat.evidence``) when given. A chunk deleted
     since retrieval is cited by its copy alone (the foreign key is left empty); a document
     deleted since then leaves only the number, as its deletion would have
-    (``forget_cited_passages``). ``evidence``, ``grounding`` and
+    (``forget_cited_passages``). ``generated``: the text as the model wrote it, when ``content``
+    differs (kept for later prompts). ``evidence``, ``grounding`` and
     ``finish_reason`` are stored as ``Message`` documents them.
     """
     stats = stats or GenerationStats()
@@ -153,6 +155,7 @@ def save_assistant_message(
             conversation=conversation,
             role=Role.ASSISTANT,
             content=content,
+            generated=generated if generated != content else "",
             status=status,
             error=error,
             model=stats.model or "",

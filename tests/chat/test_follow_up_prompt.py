@@ -99,7 +99,9 @@ async def test_a_follow_up_replays_the_first_prompt_and_keeps_each_passages_numb
     first_prompt, second_prompt = engine.prompts
     # The first question as the model read it, then its saved answer, then the follow-up.
     assert second_prompt[:2] == first_prompt
-    assert second_prompt[2] == {"role": "assistant", "content": first.content}
+    # The first answer as the model wrote it (its cache holds that), not as the check cited it.
+    assert first.content == "The Zorblax 3000 must be descaled every 40 days [1]."
+    assert second_prompt[2] == {"role": "assistant", "content": "The Zorblax 3000 must be descaled every 40 days."}
     first_numbers = {source["ordinal"]: source["n"] for source in sources_of(first_events)}
     second_numbers = {source["ordinal"]: source["n"] for source in sources_of(second_events)}
     descaling = 0  # the descaling section's chunk: found for both questions
