@@ -16,10 +16,10 @@ returns a ``PromptPlan`` whose ``messages`` (chat-template input for ``Engine.st
 - Earlier turns (``Turn``, oldest first) are replayed exactly as their questions were asked:
   each question with the passages it came with, then its answer. So the prompt of a follow-up
   begins with the prompt of the question before it, and the model's cache of that prompt is
-  reused instead of read again (chat/llm/decoder.py). A passage the prompt already holds is
-  not repeated, even where a follow-up's evidence lies elsewhere in it: it is named,
-  ``[n] Title (given above)`` (shorter prompts, and follow-up answers no worse on the answer
-  benchmark: docs/benchmarks.md).
+  reused instead of read again (chat/llm/decoder.py). A passage the prompt already holds
+  word for word is not repeated: it is named, ``[n] Title (given above)``. One it holds
+  another excerpt of (a follow-up's evidence lies elsewhere in it) is shown again: naming it
+  too halved the answer benchmark's correct follow-up answers (2/8 against 4/8, fda568d).
 - When everything does not fit: drop the oldest turn first, then the lowest-ranked passage.
   When even the bare question (instructions + question, nothing else) does not fit, raise
   ``PromptTooLong`` with a message for the user (``check_question_fits`` alone does that check).
@@ -113,9 +113,8 @@ class Turn:
 
 @dataclass(frozen=True)
 class _Block:
-    number: int
     full: str  # "[n] Title\ntext"
-    named: str  # "[n] Title (given above)": the passage when the prompt already holds it
+    named: str  # "[n] Title (given above)": the same passage when the prompt already holds it
 
 
 def _blocks(passages: Sequence[Any], engine: TokenCounter) -> list[_Block]:
@@ -124,16 +123,14 @@ def _blocks(passages: Sequence[Any], engine: TokenCounter) -> list[_Block]:
     for rank, passage in enumerate(passages, start=1):
         number = _field(passage, "n", None) or rank
         text = trim_to_tokens(str(_field(passage, "text")), limit, engine)
-        named = f"[{number}] {_title(passage)} (given above)"
-        blocks.append(_Block(number, format_passage(number, passage, text), named))
+        blocks.append(_Block(format_passage(number, passage, text), f"[{number}] {_title(passage)} (given above)"))
     return blocks
 
 
-def _asking(question: str, blocks: list[_Block], held: set[int]) -> str:
-    """The user message of one question; ``held``: the numbers of the passages earlier messages
-    hold (updated)."""
-    shown = [block.named if block.number in held else block.full for block in blocks]
-    held.update(block.number for block in blocks)
+def _asking(question: str, blocks: list[_Block], held: set[str]) -> str:
+    """The user message of one question; ``held``: the passages earlier messages hold (updated)."""
+    shown = [block.named if block.full in held else block.full for block in blocks]
+    held.update(block.full for block in blocks)
     # Small models attend most to what is nearest the question: PROMPT_PASSAGE_ORDER=last puts
     # the best passage there (numbers stay by rank).
     ordered = shown[::-1] if settings.PROMPT_PASSAGE_ORDER == "last" else shown
@@ -143,7 +140,7 @@ def _asking(question: str, blocks: list[_Block], held: set[int]) -> str:
 
 def _assemble(question: str, blocks: list[_Block], turns: Sequence[tuple[str, str, list[_Block]]]) -> list[dict]:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
-    held: set[int] = set()
+    held: set[str] = set()
     for asked, answered, turn_blocks in turns:
         messages.append({"role": "user", "content": _asking(asked, turn_blocks, held)})
         messages.append({"role": "assistant", "content": answered})
