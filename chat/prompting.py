@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from chat import sentences
 from chat.llm import GenerationParams, PromptTooLong
 
 NOT_FOUND_ANSWER = "I could not find this in the knowledge base."
@@ -113,24 +114,34 @@ class Turn:
 
 @dataclass(frozen=True)
 class _Block:
-    full: str  # "[n] Title\ntext"
-    named: str  # "[n] Title (given above)": the same passage when the prompt already holds it
+    number: int
+    title: str
+    text: str  # as the model reads it, cut to LLM_PASSAGE_MAX_TOKENS
+
+    def shown(self, held: dict[int, str]) -> str:
+        """The block, given what the prompt holds of each passage already (updated): all of it
+        the first time, its name when every sentence is held, else the sentences not held yet."""
+        before = held.get(self.number)
+        held[self.number] = self.text if before is None else f"{before}\n{self.text}"
+        if before is None:
+            return format_passage(self.number, self, self.text)
+        new = [span.text for span in sentences.split(self.text) if span.text not in before]
+        if not new:
+            return f"[{self.number}] {self.title} (given above)"
+        return f"[{self.number}] {self.title} (more)\n{' '.join(new)}"
 
 
 def _blocks(passages: Sequence[Any], engine: TokenCounter) -> list[_Block]:
     limit = settings.LLM_PASSAGE_MAX_TOKENS
-    blocks = []
-    for rank, passage in enumerate(passages, start=1):
-        number = _field(passage, "n", None) or rank
-        text = trim_to_tokens(str(_field(passage, "text")), limit, engine)
-        blocks.append(_Block(format_passage(number, passage, text), f"[{number}] {_title(passage)} (given above)"))
-    return blocks
+    return [
+        _Block(_field(p, "n", None) or rank, _title(p), trim_to_tokens(str(_field(p, "text")), limit, engine))
+        for rank, p in enumerate(passages, start=1)
+    ]
 
 
-def _asking(question: str, blocks: list[_Block], held: set[str]) -> str:
-    """The user message of one question; ``held``: the passages earlier messages hold (updated)."""
-    shown = [block.named if block.full in held else block.full for block in blocks]
-    held.update(block.full for block in blocks)
+def _asking(question: str, blocks: list[_Block], held: dict[int, str]) -> str:
+    """The user message of one question; ``held``: what earlier messages hold of each passage."""
+    shown = [block.shown(held) for block in blocks]
     # Small models attend most to what is nearest the question: PROMPT_PASSAGE_ORDER=last puts
     # the best passage there (numbers stay by rank).
     ordered = shown[::-1] if settings.PROMPT_PASSAGE_ORDER == "last" else shown
@@ -140,7 +151,7 @@ def _asking(question: str, blocks: list[_Block], held: set[str]) -> str:
 
 def _assemble(question: str, blocks: list[_Block], turns: Sequence[tuple[str, str, list[_Block]]]) -> list[dict]:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
-    held: set[str] = set()
+    held: dict[int, str] = {}
     for asked, answered, turn_blocks in turns:
         messages.append({"role": "user", "content": _asking(asked, turn_blocks, held)})
         messages.append({"role": "assistant", "content": answered})
