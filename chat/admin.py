@@ -79,7 +79,7 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
         "sources",
         "model",
         "params",
-        ("prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s"),
+        ("prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "tokens_per_s"),
         ("feedback", "feedback_comment"),
     ]
     readonly_fields = fields[:8] + list(fields[8]) + list(fields[9])
@@ -213,7 +213,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "error",
         "model",
         "params",
-        ("prompt_tokens", "completion_tokens", "ttft_ms", "tokens_per_s"),
+        ("prompt_tokens", "cached_tokens", "completion_tokens", "ttft_ms", "tokens_per_s"),
         ("feedback", "feedback_comment"),
     ]
     # Review is read-only: every field shown is read-only.

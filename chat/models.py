@@ -33,6 +33,7 @@ class GenerationStats:
     completion_tokens: int | None = None
     ttft_ms: int | None = None
     tokens_per_s: float | None = None
+    cached_tokens: int | None = None  # prompt tokens the model did not read again (its cache held them)
 
     @classmethod
     def from_engine(cls, stats: dict[str, Any]) -> GenerationStats:
@@ -300,6 +301,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
     tokens_per_s = models.FloatField("tokens per second", null=True, blank=True)
+    # Of prompt_tokens, those the model's cache held from an earlier prompt (a follow-up's
+    # replayed turns): not read again. Null when the backend does not say (the remote one).
+    cached_tokens = models.PositiveIntegerField("prompt tokens cached", null=True, blank=True)
     # How generation ended (chat.llm's finish reasons: stop, length, cancelled, error) or
     # "loop" when the repetition guard ended it; empty when no model was called.
     finish_reason = models.CharField(max_length=20, blank=True)

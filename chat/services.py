@@ -164,6 +164,7 @@ def save_assistant_message(
             completion_tokens=stats.completion_tokens,
             ttft_ms=stats.ttft_ms,
             tokens_per_s=stats.tokens_per_s,
+            cached_tokens=stats.cached_tokens,
             finish_reason=finish_reason,
             evidence=evidence or {},
             grounding=list(grounding),

@@ -49,6 +49,11 @@ ANSWER_QUEUE_WAIT = Histogram(
     buckets=(0, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
 )
 ANSWERS = Counter("kb_answers", "Answers by how they ended.", ["outcome"])
+PROMPT_TOKENS = Counter(
+    "kb_answer_prompt_tokens",
+    "Prompt tokens of answers, by whether the model's cache held them (a follow-up's earlier turns).",
+    ["cached"],
+)
 OPEN_SOCKETS = Gauge("kb_open_sockets", "Chat websockets open now.")
 RETRIEVAL = Histogram(
     "kb_retrieval_seconds",
@@ -67,6 +72,9 @@ def record_answer(outcome: str, stats, queue_ms: int | None = None) -> None:
     ANSWER_QUEUE_WAIT.observe((queue_ms or 0) / 1000)
     if stats.tokens_per_s:
         ANSWER_TOKENS_PER_SECOND.observe(stats.tokens_per_s)
+    if stats.prompt_tokens and stats.cached_tokens is not None:
+        PROMPT_TOKENS.labels(cached="true").inc(stats.cached_tokens)
+        PROMPT_TOKENS.labels(cached="false").inc(stats.prompt_tokens - stats.cached_tokens)
 
 
 class DatabaseCollector:

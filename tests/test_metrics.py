@@ -75,12 +75,16 @@ def test_an_answer_is_counted_by_outcome_and_its_timings_observed():
         return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
     before = (value("kb_answers_total", outcome="complete"), value("kb_answer_ttft_seconds_count"))
-    metrics.record_answer("complete", GenerationStats(model="m", ttft_ms=250, tokens_per_s=90.0))
+    tokens = [value("kb_answer_prompt_tokens_total", cached=cached) for cached in ("true", "false")]
+    stats = GenerationStats(model="m", prompt_tokens=500, cached_tokens=420, ttft_ms=250, tokens_per_s=90.0)
+    metrics.record_answer("complete", stats)
     metrics.record_answer("failed", None)  # no model timings: counted only
 
     assert value("kb_answers_total", outcome="complete") == before[0] + 1
     assert value("kb_answer_ttft_seconds_count") == before[1] + 1
     assert value("kb_answers_total", outcome="failed") >= 1
+    assert value("kb_answer_prompt_tokens_total", cached="true") == tokens[0] + 420
+    assert value("kb_answer_prompt_tokens_total", cached="false") == tokens[1] + 80
 
 
 @pytest.mark.slow

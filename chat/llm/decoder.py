@@ -90,6 +90,7 @@ class _Seat:
     def __init__(self, seq: int):
         self.seq = seq
         self.cached: list[int] = []  # the tokens in this sequence's KV cache, in order
+        self.reused = 0  # of the current prompt, the tokens found in the cache
         self.request: Request | None = None
         self.sampler: Any = None
         self.pending: int | None = None  # sampled, not yet in the cache
@@ -224,6 +225,7 @@ class Decoder:
         if not self._drop(seat, common):
             common = 0
             self._drop(seat, 0)
+        seat.reused = common
         for start in range(common, len(tokens), PREFILL_CHUNK):
             if request.stop.is_set():
                 self._finish(seat, "cancelled")
@@ -283,7 +285,7 @@ class Decoder:
         try:
             if seat.pieces is not None:
                 seat.pieces.flush()
-            request.emit(_Done(reason, seat.produced))
+            request.emit(_Done(reason, seat.produced, seat.reused))
         finally:
             self._free(seat)
 

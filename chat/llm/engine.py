@@ -90,6 +90,7 @@ class _Piece:
 class _Done:
     finish_reason: str
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # prompt tokens the model had in its cache already (local engine)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Engine:
             tokens_per_s=0.0,
             queue_ms=0,
             finish_reason=None,
+            cached_tokens=None,
         )
         lease = None
         first: _Piece | None = None
@@ -194,6 +196,7 @@ class Engine:
                         if item.completion_tokens is not None:
                             stats["completion_tokens"] = item.completion_tokens
                         stats["finish_reason"] = item.finish_reason
+                        stats["cached_tokens"] = item.cached_tokens
                         break
                     first = first or item
                     last = item
@@ -222,9 +225,10 @@ class Engine:
                 stats["tokens_per_s"] = round(rate, 1)
             if stats["finish_reason"] in ("stop", "length"):
                 log.info(
-                    "llm %s: %s prompt + %s completion tokens, ttft %s ms, %s tokens/s, queued %s ms",
+                    "llm %s: %s prompt (%s cached) + %s completion tokens, ttft %s ms, %s tokens/s, queued %s ms",
                     self.model_name,
                     stats["prompt_tokens"],
+                    stats["cached_tokens"],
                     stats["completion_tokens"],
                     stats["ttft_ms"],
                     stats["tokens_per_s"],

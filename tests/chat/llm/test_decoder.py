@@ -132,3 +132,19 @@ def test_a_cache_llama_cpp_cannot_allocate_is_reported_with_the_settings_to_lowe
     monkeypatch.setattr(_internals, "LlamaContext", refuse)
     with pytest.raises(LLMUnavailable, match=r"16 × 4096 tokens could not be created.*LLM_PARALLEL or LLM_CONTEXT"):
         LocalEngine(local_model_path(), context=4096, threads=1, parallel=16)
+
+
+async def test_a_follow_up_reads_only_what_its_cache_does_not_hold(engine):
+    params = GenerationParams(mode="greedy", max_tokens=24)
+    asked = [OTHER[0], {"role": "user", "content": OTHER[1]["content"] + " Answer for the harbour master."}]
+    first = engine.stream(asked, params)
+    answer = "".join([piece async for piece in first])
+    follow_up = [*asked, {"role": "assistant", "content": answer}, {"role": "user", "content": "And on Sundays?"}]
+    second = engine.stream(follow_up, params)
+    await collect(second)
+
+    prompt = engine.count_prompt_tokens(asked)
+    assert first.stats["cached_tokens"] < prompt - 5  # at most the instructions, asked before
+    # The first prompt, and the answer as the model wrote it, came from the cache.
+    assert second.stats["cached_tokens"] >= prompt + first.stats["completion_tokens"] - 2
+    assert second.stats["cached_tokens"] < second.stats["prompt_tokens"]
