@@ -580,8 +580,12 @@ def _follow_up(follow: dict | None) -> list[str]:
             ]
             for label, key in named
         ]
-        prompt = ["prompt tokens", _fmt(follow[f"{group}first_prompt_tokens_p50"], 0)]
-        return [*table, [*prompt, _fmt(follow[f"{group}follow_up_prompt_tokens_p50"], 0), ""]]
+
+        def tokens(question: str) -> str:
+            cached = follow.get(f"{group}{question}_cached_tokens_p50")
+            return f"{_fmt(follow[f'{group}{question}_prompt_tokens_p50'], 0)} ({_fmt(cached, 0)})"
+
+        return [*table, ["prompt tokens (of them cached)", tokens("first"), tokens("follow_up"), ""]]
 
     pairs, replayed = len(follow["pairs"]), follow.get("replayed", 0)
     lines = [

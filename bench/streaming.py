@@ -62,7 +62,7 @@ EXTRA_DOCUMENTS = 60
 # turn until the server answers one with the model.
 FOLLOW_UP_PAIRS = 6
 # Per question of a pair: `ask` → first token, `ask` → sources, and the model's own TTFT.
-FOLLOW_UP_FIGURES = ("ttft_ms", "sources_ms", "server_ttft_ms", "prompt_tokens")
+FOLLOW_UP_FIGURES = ("ttft_ms", "sources_ms", "server_ttft_ms", "prompt_tokens", "cached_tokens")
 FOLLOW_UPS = ("Tell me more about this.", "Why is that?", "What else do the passages say about it?")
 # Claims looked at per claim asked: many get the not-found answer (no model), and are skipped.
 CANDIDATES_PER_QUESTION = 3
@@ -191,7 +191,8 @@ def _follow_ups(site: _Site, questions: list[str]) -> dict:
         return {"pairs": []}
 
     def p50(key: str, among: list[dict]) -> float | None:
-        return _round(metrics.median([p[key] for p in among])) if among else None
+        values = [p[key] for p in among if p[key] is not None]
+        return _round(metrics.median(values)) if values else None
 
     def ratio(key: str, among: list[dict]) -> float | None:
         return _round(metrics.median([p[f"follow_up_{key}"] / p[f"first_{key}"] for p in among]), 3) if among else None
@@ -202,7 +203,7 @@ def _follow_ups(site: _Site, questions: list[str]) -> dict:
         for group, among in (("", pairs), ("replayed_", replayed)):
             summary[f"{group}first_{key}_p50"] = p50(f"first_{key}", among)
             summary[f"{group}follow_up_{key}_p50"] = p50(f"follow_up_{key}", among)
-            if key != "prompt_tokens":
+            if key not in ("prompt_tokens", "cached_tokens"):
                 summary[f"{group}{key}_ratio_p50"] = ratio(key, among)
     return {
         **summary,
@@ -423,6 +424,7 @@ class _Site:
             server_ttft_ms=stats.get("ttft_ms"),
             server_tokens_per_s=stats.get("tokens_per_s"),
             prompt_tokens=stats.get("prompt_tokens"),
+            cached_tokens=stats.get("cached_tokens"),
         )
         return record
 
