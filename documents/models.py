@@ -438,9 +438,12 @@ class ChunkQuerySet(models.QuerySet):
         )
         return [counts[f"df{i}"] for i in range(len(lexemes))]
 
-    def ranked_by_lexemes(self, lexemes: Sequence[str], weights: Sequence[float], *, tie_break: float) -> ChunkQuerySet:
-        """Chunks containing any of ``lexemes``, annotated with ``text_score``: the sum of the
-        ``weights`` of the lexemes each contains, plus ``tie_break`` × ``ts_rank``; best first."""
+    def ranked_by_lexemes(
+        self, lexemes: Sequence[str], weights: Sequence[float], *, tie_break: float, among: Sequence[str] = ()
+    ) -> ChunkQuerySet:
+        """Chunks containing any of ``among`` (default: of ``lexemes``), through the GIN index,
+        annotated with ``text_score``: the sum of the ``weights`` of the ``lexemes`` each
+        contains, plus ``tie_break`` × ``ts_rank``; best first."""
         query = any_lexeme_query(lexemes)
         score = models.Value(0.0) + tie_break * SearchRank(models.F("search_vector"), query)
         for lexeme, weight in zip(lexemes, weights, strict=True):
@@ -449,7 +452,7 @@ class ChunkQuerySet(models.QuerySet):
                 score = score + models.Case(models.When(matched, then=models.Value(weight)), default=models.Value(0.0))
         return (
             self.select_related("document")
-            .filter(search_vector=query)
+            .filter(search_vector=any_lexeme_query(among) if among else query)
             .annotate(text_score=models.ExpressionWrapper(score, output_field=models.FloatField()))
             .order_by("-text_score", "pk")
         )
@@ -527,3 +530,7 @@ class IngestionRequest(models.Model):
 
     def __str__(self) -> str:
         return "ingestion requested" if self.wanted else "no ingestion requested"
+
+
+# The full-text statistics' tables (kept by database triggers, see documents/text_stats.py).
+from documents.text_stats import Audience, CountedDocument, LexemeCount  # noqa: E402, F401

@@ -7,9 +7,14 @@ one document). Two candidate lists are fused:
 - dense: cosine distance between the query's MiniLM embedding and each chunk's embedding,
   through the HNSW index — or an exact scan when the user can read few enough chunks that an
   approximate index filtered after the scan could come back short;
-- full text: chunks containing any of the question's lexemes (OR-ed: AND-ing the words of a
+- full text: chunks containing the question's rarer lexemes (OR-ed: AND-ing the words of a
   natural-language question finds almost nothing), scored by the inverse document frequency
-  of the lexemes they contain, so rare words weigh most.
+  of all the question's lexemes they contain, so rare words weigh most. The frequencies are
+  kept up to date by the database per reader (``documents.text_stats``), not counted per
+  query, and the candidates are bounded: lexemes are taken rarest first while the chunks
+  containing them number at most ``RETRIEVAL_TEXT_MAX_ROWS`` in all; a chunk sharing only
+  common words with the question scores too little to matter, and scoring every one of them
+  made the cost grow with the corpus (docs/benchmarks.md, "Retrieval at scale").
 
 Fusion (``RETRIEVAL_FUSION``) is ``convex`` by default — cosine similarity plus
 ``RETRIEVAL_TEXT_WEIGHT`` times the per-query scaled text score — or reciprocal rank fusion
@@ -30,6 +35,7 @@ Raises nothing of its own; database errors propagate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -42,7 +48,8 @@ from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
 from documents import embeddings
-from documents.models import Chunk, Scope
+from documents.models import Chunk, LexemeCount, Scope, ScopeKind
+from documents.text_stats import Frequencies
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +140,18 @@ def search(
         return []
     pool = max(k, candidates or settings.RETRIEVAL_CANDIDATES)
     visible = Chunk.objects.visible_to(user).in_scope(scope)
-    readable = visible.count()
-    if readable == 0:
+    lexemes = _lexemes(query) if mode != "dense" else []
+    stats = _statistics(user, visible, scope, lexemes)
+    if stats.readable == 0:
         return []
     if vector is None:
         vector = embeddings.embed_query(query)
     found: dict[int, _Candidate] = {}
     if mode in ("hybrid", "dense"):
-        for rank, chunk in enumerate(dense(visible, vector, pool, readable), start=1):
+        for rank, chunk in enumerate(dense(visible, vector, pool, stats.readable, stats.total), start=1):
             found[chunk.pk] = _Candidate(chunk, 1.0 - chunk.distance, dense_rank=rank)
     if mode in ("hybrid", "text"):
-        for rank, chunk in enumerate(_full_text(visible, readable, vector, query, pool), start=1):
+        for rank, chunk in enumerate(_full_text(visible, stats, lexemes, vector, pool), start=1):
             entry = found.setdefault(chunk.pk, _Candidate(chunk, 1.0 - chunk.distance))
             entry.text_rank = rank
             entry.text_score = float(chunk.text_score)
@@ -205,7 +213,7 @@ def _hit(entry: _Candidate) -> Hit:
     )
 
 
-def dense(visible, vector, k: int, readable: int | None = None) -> list[Chunk]:
+def dense(visible, vector, k: int, readable: int | None = None, total: int | None = None) -> list[Chunk]:
     """The ``k`` chunks of ``visible`` nearest to ``vector``, each with its ``distance``.
 
     The HNSW index is approximate and the access filter is applied after it, so a user who
@@ -214,13 +222,15 @@ def dense(visible, vector, k: int, readable: int | None = None) -> list[Chunk]:
     otherwise the index is asked for more candidates (``hnsw.ef_search`` widened by the
     inverse of the readable share), with the exact scan as the fallback when it still comes
     back short. A user who can read most chunks always takes the fast index path.
+    ``readable`` and ``total`` (all chunks) are counted or estimated when not given.
     """
     if readable is None:
         readable = visible.count()
     if readable == 0:
         return []
     wanted = min(k, readable)
-    share = min(1.0, readable / max(readable, Chunk.objects.estimated_count()))
+    total = total if total is not None else Chunk.objects.estimated_count()
+    share = min(1.0, readable / max(readable, total))
     if share < 0.5 and readable <= settings.RETRIEVAL_EXACT_SCAN_MAX:
         return exact(visible, vector, wanted)
     ef_search = min(1000, max(settings.RETRIEVAL_EF_SEARCH, int(wanted / share) + wanted))
@@ -239,21 +249,47 @@ def exact(visible, vector, k: int) -> list[Chunk]:
     return list(visible.nearest(vector, exact=True)[:k])
 
 
-def _full_text(visible, readable: int, vector, query: str, pool: int) -> list[Chunk]:
-    """Chunks sharing words with the query, best first by IDF-weighted word coverage.
+def _statistics(user, visible, scope: Scope | None, lexemes: Sequence[str]) -> Frequencies:
+    """The reader's figures from the kept statistics; within a scope (a collection or a
+    document: small, and without statistics of its own), the reader's part counted."""
+    kept = LexemeCount.objects.frequencies(user, lexemes)
+    if scope is None or scope.kind == ScopeKind.ALL:
+        return kept
+    readable = visible.count()
+    counted = visible.lexeme_frequencies(lexemes) if lexemes and readable else [0] * len(lexemes)
+    return dataclasses.replace(kept, readable=readable, frequencies=counted)
+
+
+def candidate_lexemes(lexemes: Sequence[str], stats: Frequencies) -> list[str]:
+    """The lexemes whose chunks are the full-text candidates: the reader's rarest first, while
+    the index entries they read (``stats.matches``) stay within ``RETRIEVAL_TEXT_MAX_ROWS``."""
+    chosen, rows = [], 0
+    order = sorted(range(len(lexemes)), key=lambda i: (stats.frequencies[i], lexemes[i]))
+    for i in order:
+        if stats.frequencies[i] == 0:
+            continue  # in nothing this reader may read
+        if rows + stats.matches[i] > settings.RETRIEVAL_TEXT_MAX_ROWS:
+            break
+        chosen.append(lexemes[i])
+        rows += stats.matches[i]
+    return chosen
+
+
+def _full_text(visible, stats: Frequencies, lexemes: Sequence[str], vector, pool: int) -> list[Chunk]:
+    """Chunks sharing rare words with the query, best first by IDF-weighted word coverage.
 
     Each query lexeme a chunk contains adds that lexeme's inverse document frequency over
     the chunks this user may read (the BM25 form ``ln(1 + (N - df + 0.5) / (df + 0.5))``), so
     a rare word — a product code, a name — outweighs common ones; ``ts_rank`` breaks ties.
     Plain ``ts_rank`` over the OR-ed query knows nothing of rarity (docs/architecture.md).
+    The frequencies are those of the user's own readable set, so other users' private words
+    never shape the scores. Only chunks containing ``candidate_lexemes`` are scored.
     """
-    lexemes = _lexemes(query)
-    if not lexemes:
+    among = candidate_lexemes(lexemes, stats)
+    if not among:
         return []
-    # Document frequencies within the readable set: the user's own readable set also keeps
-    # other users' private words from shaping the scores.
-    weights = [idf(df, readable) for df in visible.lexeme_frequencies(lexemes)]
-    ranked = visible.ranked_by_lexemes(lexemes, weights, tie_break=TIE_BREAK)
+    weights = [idf(df, stats.readable) for df in stats.frequencies]
+    ranked = visible.ranked_by_lexemes(lexemes, weights, tie_break=TIE_BREAK, among=among)
     return list(ranked.annotate(distance=CosineDistance("embedding", vector))[:pool])
 
 

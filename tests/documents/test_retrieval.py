@@ -192,9 +192,27 @@ def test_search_runs_a_bounded_number_of_queries(alice, knowledge_base):
     retrieval.search(alice, "warm up the model", 3)
     with CaptureQueriesContext(connection) as queries:
         retrieval.search(alice, "How long are backups kept?", 5)
-    # count, table size, [savepoint, SET LOCAL ef_search, dense, release], lexemes, full text:
+    # lexemes, word statistics, [savepoint, SET LOCAL ef_search, dense, release], full text:
     # a fixed number, however many hits (their documents come in the same queries).
     assert len(queries) <= 8, [q["sql"][:80] for q in queries]
+    # Nothing counts chunks per query: the word statistics are kept (documents.text_stats).
+    counting = [q["sql"] for q in queries if "documents_chunk" in q["sql"] and "COUNT(" in q["sql"].upper()]
+    assert counting == []
+
+
+@pytest.mark.django_db
+def test_full_text_candidates_are_the_rarest_words_chunks_within_the_row_budget(alice, knowledge_base, settings):
+    question = "Which error says the license seat count was exceeded?"
+    assert len(retrieval.search(alice, question, 10, mode="text", apply_floor=False)) >= 4  # "error", "license"...
+    settings.RETRIEVAL_TEXT_MAX_ROWS = 2  # "exceeded" and "seat" are in one chunk each; "error" in four
+
+    hits = retrieval.search(alice, question, 10, mode="text", apply_floor=False)
+
+    assert [hit.text for hit in hits] == [PASSAGES["codes"][3]]
+    settings.RETRIEVAL_TEXT_MAX_ROWS = 1  # the rarest word alone still fits
+    assert [hit.text for hit in retrieval.search(alice, question, 10, mode="text", apply_floor=False)] == [
+        PASSAGES["codes"][3]
+    ]
 
 
 @pytest.mark.django_db

@@ -1,0 +1,123 @@
+"""The full-text statistics (documents/text_stats.py) stay equal to a live count for every reader
+while documents are ingested, re-indexed, deleted, shared, unshared, regrouped and given away."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import DatabaseError, transaction
+
+from documents import retrieval, services
+from documents.models import Chunk, Document, LexemeCount, Status, Visibility
+from tests.conftest import make_user
+from tests.factories import make_ready_document
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORDS = "harbour ferry timetable lighthouse keeper storm"
+
+
+def lexemes() -> list[str]:
+    return list(retrieval._lexemes(WORDS))
+
+
+def assert_counts_are_live(*readers) -> None:
+    """Each reader's kept figures equal counting their readable chunks now."""
+    words = lexemes()
+    for reader in readers:
+        visible = Chunk.objects.visible_to(reader)
+        live = (visible.count(), visible.lexeme_frequencies(words))
+        kept = LexemeCount.objects.frequencies(reader, words)
+        assert (kept.readable, kept.frequencies) == live, reader.username
+    everything = Chunk.objects.filter(document__status=Status.READY)
+    kept = LexemeCount.objects.frequencies(readers[0], words)
+    assert (kept.total, kept.matches) == (everything.count(), everything.lexeme_frequencies(words))
+
+
+@pytest.fixture
+def people(db):
+    harbour = Group.objects.create(name="harbour")
+    alice, bob = make_user("alice-stats", groups=[harbour]), make_user("bob-stats")
+    carol = make_user("carol-stats", groups=[harbour])
+    admin = make_user("admin-stats", staff=True)
+    return alice, bob, carol, admin, harbour
+
+
+def make(owner, title, text, **kwargs) -> Document:
+    return make_ready_document(owner, title, [("", text), ("", f"{title}: the storm closed the harbour.")], **kwargs)
+
+
+def test_every_reader_gets_exactly_what_they_may_read(people):
+    alice, bob, carol, admin, harbour = people
+    make(alice, "Alice's notes", "The ferry timetable changes in winter.")
+    make(bob, "Bob's log", "The lighthouse keeper saw the storm.", visibility=Visibility.SHARED)
+    make(bob, "Bob's harbour memo", "The harbour ferry is late.", visibility=Visibility.GROUPS, groups=[harbour])
+    make(carol, "Carol's draft", "Ferry ferry timetable.")
+
+    assert_counts_are_live(alice, bob, carol, admin)
+    # Her own two chunks, Bob's two shared with everyone, Bob's two shared with her group.
+    assert LexemeCount.objects.frequencies(alice, lexemes()).readable == 6
+
+
+def test_visibility_owner_and_group_changes_move_the_counts(people):
+    alice, bob, carol, admin, harbour = people
+    memo = make(bob, "Bob's memo", "The harbour ferry timetable.", visibility=Visibility.GROUPS, groups=[harbour])
+    assert_counts_are_live(alice, bob, carol, admin)
+
+    memo.visibility = Visibility.PRIVATE
+    memo.save()
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.objects.filter(pk=memo.pk).update(visibility=Visibility.SHARED)  # no signal sees this
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.objects.filter(pk=memo.pk).update(visibility=Visibility.GROUPS)
+    memo.groups.set([])
+    assert_counts_are_live(alice, bob, carol, admin)
+    memo.groups.set([harbour])
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.objects.filter(pk=memo.pk).update(owner=carol)
+    assert_counts_are_live(alice, bob, carol, admin)
+    harbour.delete()
+    assert_counts_are_live(alice, bob, carol, admin)
+
+
+def test_only_ready_documents_count_and_deletion_takes_their_chunks_away(people):
+    alice, bob, carol, admin, _ = people
+    notes = make(alice, "Alice's notes", "The lighthouse keeper's ferry timetable.", visibility=Visibility.SHARED)
+    make(bob, "Bob's log", "The storm.", visibility=Visibility.SHARED)
+
+    services.start_ingestion(notes)  # pending again: not readable, not counted
+    assert_counts_are_live(alice, bob, admin)
+    assert LexemeCount.objects.frequencies(admin, lexemes()).readable == 2
+    Document.objects.filter(pk=notes.pk).update(status=Status.READY)
+    assert_counts_are_live(alice, bob, admin)
+    Chunk.objects.filter(document=notes, ordinal=0).delete()
+    assert_counts_are_live(alice, bob, admin)
+    services.delete_document(notes)
+    assert_counts_are_live(alice, bob, admin)
+    assert LexemeCount.objects.frequencies(admin, lexemes()).readable == 2
+
+
+def test_ingestion_reindex_and_deletion_through_the_worker_keep_the_counts(people, django_capture_on_commit_callbacks):
+    alice, bob, carol, admin, harbour = people
+    text = b"# Harbour\n\nThe ferry timetable is posted by the lighthouse keeper.\n\nA storm stops the ferry.\n"
+    with django_capture_on_commit_callbacks(execute=True):
+        document, _ = services.upload_document(
+            alice, file_name="harbour.md", data=text, visibility=Visibility.GROUPS, groups=[harbour]
+        )
+    document.refresh_from_db()
+    assert document.status == Status.READY
+    assert_counts_are_live(alice, bob, carol, admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reindex_document(document)
+    assert_counts_are_live(alice, bob, carol, admin)
+    assert LexemeCount.objects.frequencies(carol, lexemes()).readable == document.chunks.count()
+    services.delete_document(document)
+    assert_counts_are_live(alice, bob, carol, admin)
+
+
+def test_a_chunks_text_is_never_edited_in_place(people):
+    alice, *_ = people
+    notes = make(alice, "Alice's notes", "The ferry timetable.")
+    with pytest.raises(DatabaseError, match="re-index its document"), transaction.atomic():
+        Chunk.objects.filter(document=notes).update(text="Something else entirely.")
+    assert_counts_are_live(alice)
