@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from bench.common import BASE_DIR, PARTS
@@ -35,6 +36,8 @@ def latest_parts(results_dir: Path) -> dict[str, tuple[dict, dict]]:
         for part, result in (run.get("parts") or {}).items():
             if part.startswith("scifact") and result.get("split", "test") != "test":
                 part = f"scifact-{result['split']}"
+            elif part == "scifact" and result.get("variant"):
+                part = "scifact-variant-" + " ".join(f"{k}={v}" for k, v in sorted(result["variant"].items()))
             elif part == "streaming" and _threads_setting(run, result):
                 part = f"streaming-threads-{_threads_setting(run, result)}"
             elif part == "answers" and _answers_variant(result):
@@ -174,6 +177,8 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
             out += renderers[part](run, result)
             if part == "scifact" and "scifact-train" in parts:
                 out += _scifact_train(*parts["scifact-train"], test=result)
+            if part == "scifact":
+                out += _scifact_variants(parts, run, result)
             if part == "streaming":
                 out += _streaming_threads(parts, result)
             if part == "answers":
@@ -281,6 +286,37 @@ def _delta(entry: dict, baseline: float | None) -> str:
     return f"{entry['ndcg@10'] - baseline:+.3f}" if baseline is not None else "–"
 
 
+def _scifact_variants(parts: dict[str, tuple[dict, dict]], run: dict, default: dict) -> list[str]:
+    """Product-setting nDCG@10 of runs with other search settings, beside the default's."""
+    others = sorted((key, value) for key, value in parts.items() if key.startswith("scifact-variant-"))
+    if not others:
+        return []
+
+    def ndcg(result: dict, name: str) -> str:
+        found = next((r for r in result["runs"] if r["name"] == name or r.get("role") == name), None)
+        return _fmt(found["ndcg@10"]) if found else "–"
+
+    rows = [
+        [
+            f"{label}: run {other_run.get('started')}, commit "
+            f"{(other_run.get('machine') or {}).get('git', {}).get('commit') or '?'}",
+            ndcg(result, "product"),
+            ndcg(result, "full text"),
+        ]
+        for label, (other_run, result) in [("defaults (above)", (run, default))]
+        + [(key.removeprefix("scifact-variant-"), value) for key, value in others]
+    ]
+    return [
+        "The full-text candidate budget (`RETRIEVAL_TEXT_MAX_ROWS`, default 2,000 chunks holding the question's "
+        "rarest words): the 9,887-chunk SciFact corpus with smaller budgets stands for a larger corpus with the "
+        "default one (200 here is 2 % of the chunks, as 20,000 would be at a million; 20 is 0.2 %, as the "
+        "default is at a million):",
+        "",
+        _table(["settings", "hybrid (product) nDCG@10", "full text nDCG@10"], rows),
+        "",
+    ]
+
+
 def _scifact_train(run: dict, result: dict, *, test: dict) -> list[str]:
     """Fusion settings ranked on the train split, next to the same settings' test scores."""
     test_scores = {entry["name"]: entry["ndcg@10"] for entry in test["runs"]}
@@ -304,47 +340,51 @@ def _scifact_train(run: dict, result: dict, *, test: dict) -> list[str]:
     ]
 
 
+def _pair(figures: dict | None) -> str:
+    return f"{figures['p50_ms']:.1f} / {figures['p95_ms']:.1f}" if figures else "–"
+
+
 def _retrieval(run: dict, result: dict) -> list[str]:
+    real_text = "real text" in result["data"]
     out = [
-        "## Retrieval latency and recall at scale (SYNTHETIC vectors)",
+        "## Retrieval at scale: " + ("real text, SYNTHETIC vectors" if real_text else "SYNTHETIC vectors and text"),
         "",
         _when(run, result),
         "",
         f"Data: {result['data']}; loaded with one binary COPY per step into 149 ready documents (the 1 % "
-        "reader's chunks in 50 of them, which a collection holds), HNSW index "
-        "(m=16, ef_construction=64, the migration's definition) built after the load. Queries: "
-        f"{result['queries_per_measurement']} noisy copies of stored vectors per measurement, k=10. Recall@10 "
-        "is against a brute-force NumPy top 10 over the chunks that reader may read. `dense` is "
+        "reader's chunks in 50 of them, which a collection holds), the full-text statistics kept by the "
+        "database's triggers as for ingestion, HNSW index (m=16, ef_construction=64, the migration's "
+        f"definition) built after the load. {result['queries_per_measurement']} queries per measurement, k=10. "
+        "Recall@10 is against a brute-force NumPy top 10 over the chunks that reader may read. `dense` is "
         "`retrieval.dense` (product settings: exact scan up to `RETRIEVAL_EXACT_SCAN_MAX` readable chunks, "
         "HNSW with a widened `ef_search` above); `HNSW forced` sets `RETRIEVAL_EXACT_SCAN_MAX=0`; `exact scan` is "
         "the baseline; `search` is the whole hybrid `retrieval.search(user, text, 10, vector=...)` given the "
-        f"query vector (a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its own). "
-        "`exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` says "
-        "whether Postgres's planner walks the HNSW index for the index-path query at all (for a reader of few "
-        "chunks it may sort that reader's rows exactly instead, through the `document_id` index).",
+        'query vector, and its halves alone are `mode="dense"` and `mode="text"` (each with the word '
+        f"statistics query); a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its "
+        "own. `exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` "
+        "says whether Postgres's planner walks the HNSW index for the index-path query at all (for a reader of "
+        "few chunks it may sort that reader's rows exactly instead, through the `document_id` index).",
         "",
     ]
     rows = []
     for step in result["scales"]:
         for reader, figures in step["readers"].items():
-            product = figures["dense (product path)"]
-            forced = figures["dense (HNSW forced)"]
-            exact = figures["exact scan (baseline)"]
-            search = figures["search (hybrid, embedding excluded)"]
+            product, forced = figures["dense (product path)"], figures["dense (HNSW forced)"]
             rows.append(
                 [
                     f"{step['chunks']:,}",
                     reader,
                     f"{figures['readable_chunks']:,}",
-                    f"{product['p50_ms']:.1f} / {product['p95_ms']:.1f}",
+                    f"**{_pair(figures['search (hybrid, embedding excluded)'])}**",
+                    _pair(figures.get("search: dense half")),
+                    _pair(figures.get("search: full-text half")),
+                    _pair(product),
                     _fmt(product["recall@10"]),
                     product["exact_scans"],
                     "yes" if figures.get("planner uses HNSW on the index path") else "no",
-                    f"{forced['p50_ms']:.1f} / {forced['p95_ms']:.1f}",
+                    _pair(forced),
                     _fmt(forced["recall@10"]),
-                    forced["exact_scans"],
-                    f"{exact['p50_ms']:.1f} / {exact['p95_ms']:.1f}",
-                    f"{search['p50_ms']:.1f} / {search['p95_ms']:.1f}",
+                    _pair(figures["exact scan (baseline)"]),
                 ]
             )
     out += [
@@ -353,15 +393,16 @@ def _retrieval(run: dict, result: dict) -> list[str]:
                 "chunks",
                 "reader",
                 "readable",
+                "search p50/p95 ms",
+                "dense half",
+                "full-text half",
                 "dense p50/p95 ms",
                 "recall@10",
                 "exact scans",
                 "HNSW used",
                 "HNSW forced p50/p95 ms",
                 "recall@10",
-                "exact scans",
                 "exact scan p50/p95 ms",
-                "search p50/p95 ms",
             ],
             rows,
         ),
@@ -374,17 +415,31 @@ def _retrieval(run: dict, result: dict) -> list[str]:
         + ".",
         "",
     ]
-    largest = result["scales"][-1] if result["scales"] else None
-    staff = largest and largest["readers"].get("staff (reads 100 %)")
-    if staff:
-        dense, exact = staff["dense (product path)"], staff["exact scan (baseline)"]
-        out += [
-            f"At {largest['chunks']:,} chunks a staff reader's dense search takes {dense['p50_ms']:.1f} ms p50 "
-            f"against {exact['p50_ms']:.1f} ms for the exact scan ({staff['dense speed-up vs exact (p50)']}× "
-            f"faster) at recall@10 {dense['recall@10']:.3f}.",
-            "",
-        ]
+    out += _growth(result["scales"])
     return out
+
+
+def _growth(scales: list[dict]) -> list[str]:
+    """How the whole search's p95 grows from one scale step to the next, per 10× data."""
+    lines = []
+    for smaller, larger in zip(scales, scales[1:], strict=False):
+        factor = larger["chunks"] / smaller["chunks"]
+        for reader, figures in larger["readers"].items():
+            before = smaller["readers"].get(reader) or next(
+                (f for r, f in smaller["readers"].items() if r.split(",")[0] == reader.split(",")[0]), None
+            )
+            if not before:
+                continue
+            name = "search (hybrid, embedding excluded)"
+            ratio = figures[name]["p95_ms"] / max(before[name]["p95_ms"], 1e-6)
+            per_ten = ratio ** (1 / math.log10(factor)) if factor > 1 else ratio
+            lines.append(
+                f"{reader.split(',')[0]}: ×{ratio:.2f} from {smaller['chunks']:,} to {larger['chunks']:,} chunks "
+                f"(×{per_ten:.2f} per 10× data)"
+            )
+    if not lines:
+        return []
+    return ["Growth of the whole search's p95: " + "; ".join(lines) + ".", ""]
 
 
 def _ingestion(run: dict, result: dict) -> list[str]:
@@ -961,21 +1016,28 @@ def _plot_scifact(axis, entry) -> None:
 
 
 def _plot_retrieval(axis, entry) -> None:
-    title = "Dense retrieval p50 latency, staff reader (synthetic)"
+    title = "Hybrid search p95 latency per reader (real text, synthetic vectors)"
     if entry is None:
         return _missing(axis, title)
     _, result = entry
     scales = [step["chunks"] for step in result["scales"]]
-    reader = "staff (reads 100 %)"
-    for name, marker in (("dense (product path)", "o"), ("dense (HNSW forced)", "s"), ("exact scan (baseline)", "^")):
-        values = [step["readers"][reader][name]["p50_ms"] for step in result["scales"]]
-        axis.plot(scales, values, marker=marker, label=name)
+    readers = list(result["scales"][0]["readers"]) if result["scales"] else []
+    for index, reader in enumerate(readers):
+        label = reader.split(",")[0]
+        values = [
+            next((f for r, f in step["readers"].items() if r.split(",")[0] == label), {})
+            .get("search (hybrid, embedding excluded)", {})
+            .get("p95_ms")
+            for step in result["scales"]
+        ]
+        axis.plot(scales, values, marker="os^"[index % 3], label=label)
     axis.set_xscale("log")
+    axis.set_yscale("log")
     axis.set_xticks(scales, [f"{scale // 1000}k" if scale >= 1000 else str(scale) for scale in scales])
     axis.minorticks_off()
     axis.set_xlabel("chunks")
     axis.set_ylabel("ms (k=10)")
-    axis.set_title(title)
+    axis.set_title(title, fontsize=9)
     axis.legend(fontsize=8)
 
 

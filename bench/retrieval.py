@@ -1,13 +1,17 @@
-"""Retrieval latency and recall at scale, on SYNTHETIC vectors.
+"""Retrieval latency and recall at scale: REAL TEXT with SYNTHETIC vectors.
 
 What is measured, and how:
 
-- Chunks are synthetic: 384-d unit vectors drawn around 1,000 random centres (clustered, as
-  real embeddings are; uniform random vectors would be the worst case for HNSW), each with a
-  short text of pseudo-words so the full-text side has something to rank. They are written
-  with one binary ``COPY`` into the chunks of 100 ready documents per scale step; the HNSW
-  index (the migration's own definition) is dropped for the load and built afterwards, and
-  the build time is reported.
+- Chunk texts are real English: SciFact's abstracts (title and text) cut into windows of
+  ``WINDOW_WORDS`` words, cycled to fill each scale step (a 10× larger corpus of the same
+  domain: every word's document frequency grows 10×). Pseudo-words made full-text search look
+  ten times cheaper than it is on real text. Vectors are synthetic: 384-d unit vectors drawn
+  around 1,000 random centres (clustered, as real embeddings are), so each query's true
+  neighbours are distinct and recall@10 is well defined (copies of real embeddings would be
+  near-duplicates). They are written with one binary ``COPY`` into the chunks of 149 ready
+  documents per scale step, whose full-text statistics the database triggers keep as they
+  would for ingestion; the HNSW index (the migration's own definition) is dropped for the
+  load and built afterwards, and the build time is reported.
 - Three readers: a staff user, who reads every chunk; a user who reads only their own
   documents, 1 % of the chunks (everything else is private to another owner), spread over
   50 documents per scale step; and the staff user searching only a collection that holds
@@ -19,8 +23,9 @@ What is measured, and how:
   (``RETRIEVAL_EXACT_SCAN_MAX=0``), and an exact scan (``retrieval.exact``) as the baseline:
   p50/p95 latency and recall@10 against a brute-force NumPy top 10 of the chunks that reader
   may read. ``retrieval.search(user, text, 10)`` (hybrid, the whole product call) is timed too
-  with the synthetic query vector given as its embedding; the embedding's own cost is
-  measured separately on real text.
+  with the synthetic query vector given as its embedding and a SciFact test claim as its
+  text, and so are its two halves alone (``mode="dense"``, ``mode="text"``); the embedding's
+  own cost is measured separately on real text.
 """
 
 from __future__ import annotations
@@ -39,8 +44,7 @@ CENTRES = 1000
 DOCUMENTS_PER_STEP = 100
 # The 1 % reader's chunks are spread over this many documents per step; a collection holds them.
 SMALL_DOCUMENTS_PER_STEP = 50
-VOCABULARY = 3000
-WORDS_PER_CHUNK = 40
+WINDOW_WORDS = 120
 SEED = 20250101
 K = 10
 
@@ -48,13 +52,17 @@ K = 10
 def run(options, prepared: dict) -> dict:
     from django.contrib.auth.models import User
 
+    from bench import scifact
     from documents.models import Collection, Document, Scope
 
     scales = sorted({int(value) for value in options.scales.split(",") if value.strip()})
     queries = 20 if options.quick else 100
     rng = np.random.default_rng(SEED)
     centres = _unit(rng.standard_normal((CENTRES, DIMENSIONS), dtype=np.float32))
-    words = [_word(i) for i in range(VOCABULARY)]
+    scifact.verify_checksums()
+    corpus, claims, _ = scifact.load_data()
+    windows = _windows(corpus)
+    claim_texts = list(claims.values())
     # Reads every document: a superuser (the staff flag alone reads only what is shared).
     staff = User.objects.create_user("bench-staff", is_staff=True, is_superuser=True)
     bulk_owner = User.objects.create_user("bench-bulk")
@@ -65,8 +73,9 @@ def run(options, prepared: dict) -> dict:
     small_mask = np.zeros(0, dtype=bool)
     result = {
         "synthetic": True,
-        "data": f"{DIMENSIONS}-d unit vectors around {CENTRES} random centres (SYNTHETIC), "
-        f"{WORDS_PER_CHUNK} pseudo-words of text per chunk",
+        "data": f"real text: SciFact's {len(corpus):,} abstracts cut into {len(windows):,} windows of up to "
+        f"{WINDOW_WORDS} words, cycled; vectors: {DIMENSIONS}-d unit vectors around {CENTRES} random centres "
+        "(SYNTHETIC); queries: SciFact test claims with noisy copies of stored vectors",
         "queries_per_measurement": queries,
         "scales": [],
     }
@@ -80,7 +89,7 @@ def run(options, prepared: dict) -> dict:
         vectors = _clustered(rng, centres, added)
         small_count = scale // 100 - int(small_mask.sum())
         with _without_hnsw_index() as build:
-            load_seconds, new_ids = _load(rng, words, vectors, bulk_owner, small, small_count, len(stored))
+            load_seconds, new_ids = _load(windows, vectors, bulk_owner, small, small_count, len(stored))
         step["load_seconds"] = round(load_seconds, 1)
         step["hnsw_build_seconds"] = round(build["seconds"], 1)
         stored = np.vstack([stored, vectors])
@@ -90,7 +99,7 @@ def run(options, prepared: dict) -> dict:
         query_rows = rng.choice(len(stored), size=queries, replace=False)
         noise = rng.standard_normal((queries, DIMENSIONS), dtype=np.float32) * 0.03
         query_vectors = _unit(stored[query_rows] + noise)
-        texts = [" ".join(rng.choice(words, size=6)) for _ in range(queries)]
+        texts = [claim_texts[i % len(claim_texts)] for i in range(queries)]
         collection.documents.set(Document.objects.filter(owner=small))
         in_collection = f"staff, one collection of {collection.documents.count()} documents (1 %)"
         step["readers"] = {}
@@ -114,8 +123,13 @@ def _clustered(rng, centres: np.ndarray, count: int) -> np.ndarray:
     return _unit(centres[picks] + rng.standard_normal((count, DIMENSIONS), dtype=np.float32) * 0.07)
 
 
-def _word(index: int) -> str:
-    return "w" + hashlib.sha256(str(index).encode()).hexdigest()[:6]
+def _windows(corpus: list[dict]) -> list[str]:
+    """Each abstract (title, then text) cut into windows of at most ``WINDOW_WORDS`` words."""
+    windows = []
+    for entry in corpus:
+        words = f"{entry['title'].strip()}. {entry['text'].strip()}".split()
+        windows += [" ".join(words[i : i + WINDOW_WORDS]) for i in range(0, len(words), WINDOW_WORDS)]
+    return windows
 
 
 def _embedding_cost(rng, repeats: int) -> float:
@@ -158,7 +172,7 @@ class _without_hnsw_index:
             cursor.execute("ANALYZE")
 
 
-def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int) -> tuple[float, np.ndarray]:
+def _load(windows, vectors, bulk_owner, small, small_count: int, offset: int) -> tuple[float, np.ndarray]:
     """COPY ``vectors`` into new ready documents: the first ``small_count`` chunks belong to
     ``SMALL_DOCUMENTS_PER_STEP`` documents of ``small``, the rest to ``DOCUMENTS_PER_STEP - 1``
     documents of ``bulk_owner``, all private. Returns (seconds, the new chunk ids in row order)."""
@@ -207,11 +221,10 @@ def _load(rng, words, vectors, bulk_owner, small, small_count: int, offset: int)
         columns = "document_id, ordinal, text, token_count, location, embedding"
         with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "int4", "text", "int4", "varchar", "vector"])
-            for (document_id, ordinal), vector in progress(
-                zip(rows, vectors, strict=True), total=count, desc="retrieval: COPY chunks", unit="chunk"
-            ):
-                text = " ".join(rng.choice(words, size=WORDS_PER_CHUNK))
-                copy.write_row((document_id, ordinal, text, WORDS_PER_CHUNK, "synthetic", vector))
+            chunks = progress(zip(rows, vectors, strict=True), total=count, desc="retrieval: COPY chunks", unit="chunk")
+            for position, ((document_id, ordinal), vector) in enumerate(chunks):
+                text = windows[(offset + position) % len(windows)]
+                copy.write_row((document_id, ordinal, text, len(text.split()), "scifact", vector))
         # Ids come from a sequence, in the order the rows were copied.
         cursor.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", [before])
         new_ids = np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
@@ -286,14 +299,19 @@ def _measure(user, query_vectors, texts, truth, scale: int, scope=None) -> dict:
     def exact(vector, _text):
         return real_exact(visible, vector, K)
 
+    def fixed(vector) -> dict:
+        return {"apply_floor": False, "vector": vector, "scope": scope}
+
     def search(vector, text):
-        return retrieval.search(user, text, K, apply_floor=False, vector=vector, scope=scope)
+        return retrieval.search(user, text, K, **fixed(vector))
 
     figures["planner uses HNSW on the index path"] = _planner_uses_hnsw(visible, query_vectors[0], readable)
     timed("dense (product path)", dense)
     timed("dense (HNSW forced)", dense, settings={"RETRIEVAL_EXACT_SCAN_MAX": 0})
     timed("exact scan (baseline)", exact)
     timed("search (hybrid, embedding excluded)", search, check=False)
+    timed("search: dense half", lambda v, t: retrieval.search(user, t, K, mode="dense", **fixed(v)), check=False)
+    timed("search: full-text half", lambda v, t: retrieval.search(user, t, K, mode="text", **fixed(v)), check=False)
     product, baseline = figures["dense (product path)"], figures["exact scan (baseline)"]
     figures["dense speed-up vs exact (p50)"] = round(baseline["p50_ms"] / max(product["p50_ms"], 1e-6), 2)
     return figures

@@ -47,6 +47,8 @@ FILE_PREFIX = "scifact-"
 KEEP_DATABASE = True  # for --reuse: the corpus takes minutes to embed
 # Bump when document_bytes() or the upload arguments change: a reused corpus must match.
 CORPUS_FORMAT = "title, blank line, text; shared; staff owner; v1"
+# Settings a run may change through the environment to be reported as a variant.
+VARIANT_SETTINGS = ("RETRIEVAL_TEXT_MAX_ROWS",)
 DEEP_POOL = 300  # chunks per side: enough for 100 distinct documents (about 2 chunks each)
 
 # Published reference numbers, from the data set's README (test split).
@@ -231,6 +233,8 @@ def run(options, prepared: dict) -> dict:
     result["runs"] = runs
     result["query_ids"] = sorted(queries)
     result["best_hybrid"] = _best_hybrid(runs)
+    # A run with other search settings (shown beside the default's in the report).
+    result["variant"] = {name: os.environ[name] for name in VARIANT_SETTINGS if name in os.environ}
     return result
 
 
