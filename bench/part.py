@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result = {**result, "error": f"{type(exc).__name__}: {exc}"}
         status = 1
-    if not getattr(module, "KEEP_DATABASE", False):
+    # BENCH_KEEP_DATABASE=1 keeps any part's database, to look into its query plans afterwards.
+    if not getattr(module, "KEEP_DATABASE", False) and os.environ.get("BENCH_KEEP_DATABASE") != "1":
         _drop_database(database_url)
     result["seconds"] = round(time.perf_counter() - started, 1)
     with open(options.out, "w", encoding="utf-8") as out:

@@ -407,8 +407,11 @@ class ChunkQuerySet(models.QuerySet):
             return self
         if scope.document is not None:
             return self.filter(document_id=scope.document.pk)
+        # The collection's documents as a list of ids (one small query), not a subquery: the
+        # planner then knows how few chunks they hold and reads them through the document index
+        # instead of a full-text or vector index over everyone's chunks.
         members = Collection.documents.through.objects.filter(collection_id=scope.collection.pk)
-        return self.filter(document_id__in=members.values("document_id"))
+        return self.filter(document_id__in=list(members.values_list("document_id", flat=True)))
 
     def nearest(self, vector, *, exact: bool = False) -> ChunkQuerySet:
         """These chunks, closest to ``vector`` first, each annotated with its cosine ``distance``.
@@ -418,25 +421,34 @@ class ChunkQuerySet(models.QuerySet):
         ("distance + 0"), so Postgres computes every distance: exact, and linear in the rows.
         Slice the result to get the k nearest.
         """
-        annotated = self.select_related("document").annotate(distance=CosineDistance("embedding", vector))
+        annotated = self.passages().annotate(distance=CosineDistance("embedding", vector))
         if exact:
             return annotated.order_by(models.F("distance") + models.Value(0.0), "pk")
         return annotated.order_by("distance")
+
+    def passages(self) -> ChunkQuerySet:
+        """These chunks as search results: with their documents, without the embedding and the
+        tsvector (the database ranks by them; turning 384 floats and a word list into Python
+        objects for every hit cost more than the ranking)."""
+        return self.select_related("document").defer("embedding", "search_vector")
 
     def matching(self, lexemes: Sequence[str]) -> ChunkQuerySet:
         """Chunks containing any of ``lexemes`` (already-normalised words, matched as they are),
         through the GIN index on ``search_vector``."""
         return self.filter(search_vector=any_lexeme_query(lexemes))
 
-    def lexeme_frequencies(self, lexemes: Sequence[str]) -> list[int]:
-        """For each of ``lexemes``, how many of these chunks contain it (one pass over the matches)."""
-        counts = self.matching(lexemes).aggregate(
+    def lexeme_frequencies(self, lexemes: Sequence[str]) -> tuple[int, list[int]]:
+        """How many these chunks are, and for each of ``lexemes`` how many contain it, in one
+        pass over all of them: for a small set (a collection or a document); the kept
+        statistics (``documents.text_stats``) serve everything a reader may read."""
+        counts = self.aggregate(
+            chunks=models.Count("pk"),
             **{
                 f"df{i}": models.Count("pk", filter=Q(search_vector=any_lexeme_query([lexeme])))
                 for i, lexeme in enumerate(lexemes)
-            }
+            },
         )
-        return [counts[f"df{i}"] for i in range(len(lexemes))]
+        return counts["chunks"], [counts[f"df{i}"] for i in range(len(lexemes))]
 
     def ranked_by_lexemes(
         self, lexemes: Sequence[str], weights: Sequence[float], *, tie_break: float, among: Sequence[str] = ()
@@ -451,8 +463,7 @@ class ChunkQuerySet(models.QuerySet):
                 matched = Q(search_vector=any_lexeme_query([lexeme]))
                 score = score + models.Case(models.When(matched, then=models.Value(weight)), default=models.Value(0.0))
         return (
-            self.select_related("document")
-            .filter(search_vector=any_lexeme_query(among) if among else query)
+            self.filter(search_vector=any_lexeme_query(among) if among else query)
             .annotate(text_score=models.ExpressionWrapper(score, output_field=models.FloatField()))
             .order_by("-text_score", "pk")
         )

@@ -35,7 +35,6 @@ Raises nothing of its own; database errors propagate.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import uuid
@@ -251,13 +250,13 @@ def exact(visible, vector, k: int) -> list[Chunk]:
 
 def _statistics(user, visible, scope: Scope | None, lexemes: Sequence[str]) -> Frequencies:
     """The reader's figures from the kept statistics; within a scope (a collection or a
-    document: small, and without statistics of its own), the reader's part counted."""
-    kept = LexemeCount.objects.frequencies(user, lexemes)
+    document: small, and without statistics of its own), counted."""
     if scope is None or scope.kind == ScopeKind.ALL:
-        return kept
-    readable = visible.count()
-    counted = visible.lexeme_frequencies(lexemes) if lexemes and readable else [0] * len(lexemes)
-    return dataclasses.replace(kept, readable=readable, frequencies=counted)
+        return LexemeCount.objects.frequencies(user, lexemes)
+    readable, counted = visible.lexeme_frequencies(lexemes)
+    # The scope's own chunks are what its full-text query reads (through the document index).
+    total = Chunk.objects.estimated_count()
+    return Frequencies(readable=readable, frequencies=counted, total=total, matches=counted)
 
 
 def candidate_lexemes(lexemes: Sequence[str], stats: Frequencies) -> list[str]:
@@ -290,7 +289,14 @@ def _full_text(visible, stats: Frequencies, lexemes: Sequence[str], vector, pool
         return []
     weights = [idf(df, stats.readable) for df in stats.frequencies]
     ranked = visible.ranked_by_lexemes(lexemes, weights, tie_break=TIE_BREAK, among=among)
-    return list(ranked.annotate(distance=CosineDistance("embedding", vector))[:pool])
+    # Scores first, then the rows of the best ``pool`` alone: carrying every candidate's
+    # document and cosine distance through the sort cost more than the scoring itself.
+    best = list(ranked.values_list("pk", "text_score")[:pool])
+    rows = Chunk.objects.filter(pk__in=[pk for pk, _ in best]).passages()
+    found = {chunk.pk: chunk for chunk in rows.annotate(distance=CosineDistance("embedding", vector))}
+    for pk, score in best:
+        found[pk].text_score = score
+    return [found[pk] for pk, _ in best]
 
 
 def idf(df: int, readable: int) -> float:

@@ -16,7 +16,7 @@ so the sums are exact, and no reader's figures depend on what others' private do
 may not read).
 
 Database triggers keep the counts (migration 0006), because every path that changes them must:
-chunks inserted or deleted (ingestion, re-index, deletion, the admin), a document becoming
+chunks inserted, deleted or edited (ingestion, re-index, deletion, the admin), a document becoming
 ready or leaving it, its visibility, owner or groups changing — including through
 ``QuerySet.update()``, which no Django signal sees. ``documents_counteddocument`` remembers the
 audience each ready document is counted in. Python never writes these tables.

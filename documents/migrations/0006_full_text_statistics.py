@@ -96,25 +96,28 @@ END $$;
 CREATE TRIGGER kb_document_groups_changed AFTER INSERT OR DELETE ON documents_document_groups
     FOR EACH ROW EXECUTE FUNCTION kb_document_groups_changed();
 
--- Chunks of counted documents added or removed (ingestion inserts while a document is
+-- Chunks of counted documents added, removed or edited (ingestion inserts while a document is
 -- processing, so its chunks are counted when it becomes ready; deletion removes them here).
+-- PL/pgSQL plans a statement when it first runs it, so each branch names only the transition
+-- tables its trigger defines.
 CREATE FUNCTION kb_chunks_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO documents_lexemecount (lexeme, audience_id, chunks)
-        SELECT lexeme, audience, count(*)
-        FROM (
-            SELECT unnest(tsvector_to_array(c.search_vector) || ''::text) AS lexeme, counted.audience_id AS audience
-            FROM changed_chunks c JOIN documents_counteddocument counted ON counted.document_id = c.document_id
-        ) AS words
-        GROUP BY lexeme, audience ORDER BY lexeme, audience
-        ON CONFLICT (lexeme, audience_id) DO UPDATE SET chunks = documents_lexemecount.chunks + EXCLUDED.chunks;
-    ELSE
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
         INSERT INTO documents_lexemecount (lexeme, audience_id, chunks)
         SELECT lexeme, audience, -count(*)
         FROM (
             SELECT unnest(tsvector_to_array(c.search_vector) || ''::text) AS lexeme, counted.audience_id AS audience
-            FROM changed_chunks c JOIN documents_counteddocument counted ON counted.document_id = c.document_id
+            FROM old_chunks c JOIN documents_counteddocument counted ON counted.document_id = c.document_id
+        ) AS words
+        GROUP BY lexeme, audience ORDER BY lexeme, audience
+        ON CONFLICT (lexeme, audience_id) DO UPDATE SET chunks = documents_lexemecount.chunks + EXCLUDED.chunks;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO documents_lexemecount (lexeme, audience_id, chunks)
+        SELECT lexeme, audience, count(*)
+        FROM (
+            SELECT unnest(tsvector_to_array(c.search_vector) || ''::text) AS lexeme, counted.audience_id AS audience
+            FROM new_chunks c JOIN documents_counteddocument counted ON counted.document_id = c.document_id
         ) AS words
         GROUP BY lexeme, audience ORDER BY lexeme, audience
         ON CONFLICT (lexeme, audience_id) DO UPDATE SET chunks = documents_lexemecount.chunks + EXCLUDED.chunks;
@@ -123,28 +126,20 @@ BEGIN
 END $$;
 
 CREATE TRIGGER kb_chunks_inserted AFTER INSERT ON documents_chunk
-    REFERENCING NEW TABLE AS changed_chunks FOR EACH STATEMENT EXECUTE FUNCTION kb_chunks_changed();
+    REFERENCING NEW TABLE AS new_chunks FOR EACH STATEMENT EXECUTE FUNCTION kb_chunks_changed();
 CREATE TRIGGER kb_chunks_deleted AFTER DELETE ON documents_chunk
-    REFERENCING OLD TABLE AS changed_chunks FOR EACH STATEMENT EXECUTE FUNCTION kb_chunks_changed();
-
--- Chunks are never edited in place (a re-index replaces them); refuse it rather than let the
--- counts drift.
-CREATE FUNCTION kb_chunk_text_is_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'a chunk''s text is not edited in place: re-index its document';
-END $$;
-CREATE TRIGGER kb_chunk_text_is_fixed BEFORE UPDATE OF text, document_id ON documents_chunk
-    FOR EACH ROW WHEN (OLD.text IS DISTINCT FROM NEW.text OR OLD.document_id IS DISTINCT FROM NEW.document_id)
-    EXECUTE FUNCTION kb_chunk_text_is_fixed();
+    REFERENCING OLD TABLE AS old_chunks FOR EACH STATEMENT EXECUTE FUNCTION kb_chunks_changed();
+CREATE TRIGGER kb_chunks_updated AFTER UPDATE ON documents_chunk
+    REFERENCING OLD TABLE AS old_chunks NEW TABLE AS new_chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_chunks_changed();
 
 -- The documents ready before this migration.
 SELECT kb_recount_document(id) FROM documents_document WHERE status = 'ready' ORDER BY id;
 """
 
 UNDO_SQL = r"""
-DROP TRIGGER kb_chunk_text_is_fixed ON documents_chunk;
-DROP FUNCTION kb_chunk_text_is_fixed();
 DROP TRIGGER kb_chunks_inserted ON documents_chunk;
+DROP TRIGGER kb_chunks_updated ON documents_chunk;
 DROP TRIGGER kb_chunks_deleted ON documents_chunk;
 DROP FUNCTION kb_chunks_changed();
 DROP TRIGGER kb_document_groups_changed ON documents_document_groups;
