@@ -293,8 +293,10 @@ def _measure(user, query_vectors, texts, truth, scale: int, scope=None) -> dict:
             figures[name]["recall@10"] = round(sum(recalls) / len(recalls), 4)
         figures[name]["exact_scans"] = exact_calls["count"]
 
+    total = Chunk.objects.count()
+
     def dense(vector, _text):
-        return retrieval.dense(visible, vector, K)
+        return retrieval.dense(visible, vector, K, readable, total)  # as search() calls it
 
     def exact(vector, _text):
         return real_exact(visible, vector, K)
