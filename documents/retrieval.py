@@ -35,6 +35,7 @@ Raises nothing of its own; database errors propagate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -139,10 +140,10 @@ def search(
         return []
     pool = max(k, candidates or settings.RETRIEVAL_CANDIDATES)
     visible = Chunk.objects.visible_to(user).in_scope(scope)
-    lexemes = _lexemes(query) if mode != "dense" else []
-    stats = _statistics(user, visible, scope, lexemes)
+    stats = _statistics(user, visible, scope, query if mode != "dense" else "")
     if stats.readable == 0:
         return []
+    lexemes = stats.lexemes
     if vector is None:
         vector = embeddings.embed_query(query)
     found: dict[int, _Candidate] = {}
@@ -248,15 +249,15 @@ def exact(visible, vector, k: int) -> list[Chunk]:
     return list(visible.nearest(vector, exact=True)[:k])
 
 
-def _statistics(user, visible, scope: Scope | None, lexemes: Sequence[str]) -> Frequencies:
-    """The reader's figures from the kept statistics; within a scope (a collection or a
-    document: small, and without statistics of its own), counted."""
+def _statistics(user, visible, scope: Scope | None, text: str) -> Frequencies:
+    """The lexemes of ``text`` and the reader's figures, from the kept statistics; within a
+    scope (a collection or a document: small, and without statistics of its own), counted."""
+    kept = LexemeCount.objects.frequencies(user, text)
     if scope is None or scope.kind == ScopeKind.ALL:
-        return LexemeCount.objects.frequencies(user, lexemes)
-    readable, counted = visible.lexeme_frequencies(lexemes)
+        return kept
+    readable, counted = visible.lexeme_frequencies(kept.lexemes)
     # The scope's own chunks are what its full-text query reads (through the document index).
-    total = Chunk.objects.estimated_count()
-    return Frequencies(readable=readable, frequencies=counted, total=total, matches=counted)
+    return dataclasses.replace(kept, readable=readable, frequencies=counted, matches=counted)
 
 
 def candidate_lexemes(lexemes: Sequence[str], stats: Frequencies) -> list[str]:
@@ -302,11 +303,3 @@ def _full_text(visible, stats: Frequencies, lexemes: Sequence[str], vector, pool
 def idf(df: int, readable: int) -> float:
     """BM25's inverse document frequency of a word found in ``df`` of ``readable`` chunks (0: absent)."""
     return math.log(1 + (readable - df + 0.5) / (df + 0.5)) if df else 0.0
-
-
-def _lexemes(query: str) -> Sequence[str]:
-    """The query's English lexemes, from Postgres itself (``to_tsvector('english', ...)``, the
-    configuration of the chunks' tsvector) so stemming and stop words match."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [query])
-        return list(cursor.fetchone()[0] or [])

@@ -1,10 +1,10 @@
 """Full-text statistics kept up to date by the database: how many readable chunks contain each
 word, for every reader, without counting chunks per query.
 
-Contract: ``LexemeCount.objects.frequencies(user, lexemes)`` returns ``Frequencies``: how many
-chunks of ready documents ``user`` may read (``Chunk.objects.visible_to``) and how many of them
-contain each lexeme, and the same over all ready documents. Exact, in one indexed query over a
-few rows per lexeme.
+Contract: ``LexemeCount.objects.frequencies(user, text)`` returns ``Frequencies``: the lexemes
+of ``text`` (as Postgres normalises the chunks' words), how many chunks of ready documents
+``user`` may read (``Chunk.objects.visible_to``) and how many of them contain each lexeme, and
+the same over all ready documents. Exact, in one indexed query over a few rows per lexeme.
 
 How: every ready document belongs to one *audience*, the readers its visibility admits —
 everyone signed in (shared), its owner alone (private), or its owner and some groups (shared
@@ -24,11 +24,10 @@ audience each ready document is counted in. Python never writes these tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import connection, models
 
 # The lexeme whose count is the number of chunks itself (no real lexeme is empty).
 CHUNKS = ""
@@ -54,41 +53,54 @@ class Audience(models.Model):
 
 @dataclass(frozen=True)
 class Frequencies:
+    lexemes: list[str]  # the question's lexemes, as Postgres normalises the chunks' words
     readable: int  # chunks of ready documents the reader may read
     frequencies: list[int]  # of them, how many contain each lexeme
     total: int  # chunks of all ready documents
     matches: list[int]  # of them, how many contain each lexeme (what the full-text index reads)
 
 
+# The question's lexemes (the chunks' own 'english' configuration, so stemming and stop words
+# match) with CHUNKS, each with its count among the audiences admitting the reader and overall.
+_FREQUENCIES_SQL = """
+SELECT words.lexeme,
+       coalesce(sum(counts.chunks) FILTER (WHERE {admitted}), 0),
+       coalesce(sum(counts.chunks), 0)
+FROM (SELECT unnest(tsvector_to_array(to_tsvector('english', %(text)s)) || %(chunks)s::text) AS lexeme) AS words
+LEFT JOIN documents_lexemecount AS counts ON counts.lexeme = words.lexeme
+GROUP BY words.lexeme
+"""
+_ADMITTED_SQL = """counts.audience_id IN (
+    SELECT id FROM documents_audience
+    WHERE shared OR owner_id = %(user)s
+       OR groups && ARRAY(SELECT group_id FROM auth_user_groups WHERE user_id = %(user)s)::bigint[])"""
+
+
 class LexemeCountQuerySet(models.QuerySet):
-    def frequencies(self, user, lexemes: Sequence[str]) -> Frequencies:
-        """``user``'s figures for ``lexemes``, and everyone's (see the module doc): one query."""
+    def frequencies(self, user, text: str) -> Frequencies:
+        """The lexemes of ``text`` with ``user``'s figures and everyone's (see the module doc),
+        in one query: a search's only statistics."""
         from documents.models import READ_ALL_DOCUMENTS
 
         if user is None or not user.is_authenticated or not user.is_active:
-            return Frequencies(0, [0] * len(lexemes), 0, [0] * len(lexemes))  # reads nothing
-        if user.has_perm(READ_ALL_DOCUMENTS):
-            admitted = models.Q()
+            admitted = "false"  # reads nothing
+        elif user.has_perm(READ_ALL_DOCUMENTS):
+            admitted = "true"
         else:
-            groups = list(user.groups.values_list("pk", flat=True))
-            audiences = Audience.objects.filter(
-                models.Q(shared=True) | models.Q(owner_id=user.pk) | models.Q(groups__overlap=groups)
+            admitted = _ADMITTED_SQL
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _FREQUENCIES_SQL.format(admitted=admitted), {"text": text, "chunks": CHUNKS, "user": user and user.pk}
             )
-            admitted = models.Q(audience_id__in=audiences.values("pk"))
-        rows = {
-            lexeme: (readable or 0, total or 0)
-            for lexeme, readable, total in self.filter(lexeme__in=[CHUNKS, *lexemes])
-            .values("lexeme")
-            .annotate(readable=models.Sum("chunks", filter=admitted), total=models.Sum("chunks"))
-            .values_list("lexeme", "readable", "total")
-        }
-        counts = [rows.get(lexeme, (0, 0)) for lexeme in lexemes]
-        chunks = rows.get(CHUNKS, (0, 0))
+            rows = {lexeme: (int(readable), int(total)) for lexeme, readable, total in cursor.fetchall()}
+        chunks = rows.pop(CHUNKS, (0, 0))
+        lexemes = sorted(rows)
         return Frequencies(
-            readable=int(chunks[0]),
-            frequencies=[int(readable) for readable, _ in counts],
-            total=int(chunks[1]),
-            matches=[int(total) for _, total in counts],
+            lexemes=lexemes,
+            readable=chunks[0],
+            frequencies=[rows[lexeme][0] for lexeme in lexemes],
+            total=chunks[1],
+            matches=[rows[lexeme][1] for lexeme in lexemes],
         )
 
 

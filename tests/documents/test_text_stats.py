@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from documents import retrieval, services
+from documents import services
 from documents.models import Chunk, Document, LexemeCount, Status, Visibility
 from tests.conftest import make_user
 from tests.factories import make_ready_document
@@ -17,7 +17,7 @@ WORDS = "harbour ferry timetable lighthouse keeper storm"
 
 
 def lexemes() -> list[str]:
-    return list(retrieval._lexemes(WORDS))
+    return LexemeCount.objects.frequencies(None, WORDS).lexemes
 
 
 def assert_counts_are_live(*readers) -> None:
@@ -26,10 +26,10 @@ def assert_counts_are_live(*readers) -> None:
     for reader in readers:
         visible = Chunk.objects.visible_to(reader)
         live = visible.lexeme_frequencies(words)
-        kept = LexemeCount.objects.frequencies(reader, words)
+        kept = LexemeCount.objects.frequencies(reader, WORDS)
         assert (kept.readable, kept.frequencies) == live, reader.username
     everything = Chunk.objects.filter(document__status=Status.READY)
-    kept = LexemeCount.objects.frequencies(readers[0], words)
+    kept = LexemeCount.objects.frequencies(readers[0], WORDS)
     assert (kept.total, kept.matches) == everything.lexeme_frequencies(words)
 
 
@@ -55,7 +55,7 @@ def test_every_reader_gets_exactly_what_they_may_read(people):
 
     assert_counts_are_live(alice, bob, carol, admin)
     # Her own two chunks, Bob's two shared with everyone, Bob's two shared with her group.
-    assert LexemeCount.objects.frequencies(alice, lexemes()).readable == 6
+    assert LexemeCount.objects.frequencies(alice, WORDS).readable == 6
 
 
 def test_visibility_owner_and_group_changes_move_the_counts(people):
@@ -86,14 +86,14 @@ def test_only_ready_documents_count_and_deletion_takes_their_chunks_away(people)
 
     services.start_ingestion(notes)  # pending again: not readable, not counted
     assert_counts_are_live(alice, bob, admin)
-    assert LexemeCount.objects.frequencies(admin, lexemes()).readable == 2
+    assert LexemeCount.objects.frequencies(admin, WORDS).readable == 2
     Document.objects.filter(pk=notes.pk).update(status=Status.READY)
     assert_counts_are_live(alice, bob, admin)
     Chunk.objects.filter(document=notes, ordinal=0).delete()
     assert_counts_are_live(alice, bob, admin)
     services.delete_document(notes)
     assert_counts_are_live(alice, bob, admin)
-    assert LexemeCount.objects.frequencies(admin, lexemes()).readable == 2
+    assert LexemeCount.objects.frequencies(admin, WORDS).readable == 2
 
 
 def test_ingestion_reindex_and_deletion_through_the_worker_keep_the_counts(people, django_capture_on_commit_callbacks):
@@ -109,7 +109,7 @@ def test_ingestion_reindex_and_deletion_through_the_worker_keep_the_counts(peopl
     with django_capture_on_commit_callbacks(execute=True):
         services.reindex_document(document)
     assert_counts_are_live(alice, bob, carol, admin)
-    assert LexemeCount.objects.frequencies(carol, lexemes()).readable == document.chunks.count()
+    assert LexemeCount.objects.frequencies(carol, WORDS).readable == document.chunks.count()
     services.delete_document(document)
     assert_counts_are_live(alice, bob, carol, admin)
 
