@@ -162,7 +162,10 @@ class _without_hnsw_index:
 
         with connection.cursor() as cursor:
             # The graph must fit in maintenance_work_mem or the build slows down many times.
-            cursor.execute("SET maintenance_work_mem = '1GB'")
+            cursor.execute("SELECT count(*) FROM documents_chunk")
+            chunks = cursor.fetchone()[0]
+            # About 3 kB of graph per chunk (384 floats and the links); at least 1 GB.
+            cursor.execute(f"SET maintenance_work_mem = '{max(1024, chunks * 3 // 1024)}MB'")
             tick = time.perf_counter()
             with progress(total=1, desc="retrieval: build HNSW index", unit="index") as bar:
                 cursor.execute(self.definition)
