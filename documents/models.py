@@ -397,9 +397,17 @@ class Scope:
 class ChunkQuerySet(models.QuerySet):
     """The ranking queries of retrieval (``documents.retrieval`` combines them)."""
 
-    def visible_to(self, user) -> ChunkQuerySet:
-        """Chunks of ready documents ``user`` may read (see ``SharedQuerySet.visible_to``)."""
+    def visible_to(self, user, *, listed: bool = False) -> ChunkQuerySet:
+        """Chunks of ready documents ``user`` may read (see ``SharedQuerySet.visible_to``).
+
+        ``listed``: those documents as a list of ids (one query on the documents table), not a
+        subquery, for a reader of few chunks: the planner then reads them through the document
+        index instead of scanning every chunk (an exact vector scan of 10,000 readable chunks
+        among a million took 360 ms as a subquery; docs/benchmarks.md).
+        """
         documents = Document.objects.visible_to(user).filter(status=Status.READY)
+        if listed:
+            return self.filter(document_id__in=list(documents.values_list("pk", flat=True)))
         return self.filter(document__in=documents.values("pk"))
 
     def in_scope(self, scope: Scope | None) -> ChunkQuerySet:

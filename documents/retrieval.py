@@ -139,8 +139,12 @@ def search(
     if not query:
         return []
     pool = max(k, candidates or settings.RETRIEVAL_CANDIDATES)
-    visible = Chunk.objects.visible_to(user).in_scope(scope)
-    stats = _statistics(user, visible, scope, query if mode != "dense" else "")
+    stats = LexemeCount.objects.frequencies(user, query if mode != "dense" else "")
+    # A reader of few chunks (by the kept counts) or a scope: their documents listed, so their
+    # chunks are read through the document index (see ChunkQuerySet.visible_to).
+    few = stats.readable <= settings.RETRIEVAL_EXACT_SCAN_MAX and stats.readable < stats.total / 2
+    visible = Chunk.objects.visible_to(user, listed=few).in_scope(scope)
+    stats = _scoped(stats, visible, scope)
     if stats.readable == 0:
         return []
     lexemes = stats.lexemes
@@ -249,10 +253,9 @@ def exact(visible, vector, k: int) -> list[Chunk]:
     return list(visible.nearest(vector, exact=True)[:k])
 
 
-def _statistics(user, visible, scope: Scope | None, text: str) -> Frequencies:
-    """The lexemes of ``text`` and the reader's figures, from the kept statistics; within a
-    scope (a collection or a document: small, and without statistics of its own), counted."""
-    kept = LexemeCount.objects.frequencies(user, text)
+def _scoped(kept: Frequencies, visible, scope: Scope | None) -> Frequencies:
+    """The reader's figures: the kept ones, or within a scope (a collection or a document:
+    small, and without statistics of its own) counted."""
     if scope is None or scope.kind == ScopeKind.ALL:
         return kept
     readable, counted = visible.lexeme_frequencies(kept.lexemes)

@@ -258,3 +258,13 @@ def test_search_api_requires_authentication():
     assert Client().get("/api/v1/search", {"q": "anything"}).status_code == 401
     wrong = Client().get("/api/v1/search", {"q": "anything"}, HTTP_AUTHORIZATION="Bearer kb_wrong")
     assert wrong.status_code == 401
+
+
+@pytest.mark.django_db
+def test_listing_a_readers_documents_reads_the_same_chunks(alice, bob, carol, team, knowledge_base):
+    make_document(bob, "bob's shared", ["Shared with everyone."], visibility=Visibility.SHARED)
+    make_document(bob, "bob's for the team", ["For the team."], visibility=Visibility.GROUPS, groups=[team])
+    make_document(bob, "bob's own", ["Private to Bob."])
+    for reader in (alice, bob, carol):
+        listed = set(Chunk.objects.visible_to(reader, listed=True).values_list("pk", flat=True))
+        assert listed == set(Chunk.objects.visible_to(reader).values_list("pk", flat=True)), reader.username
