@@ -361,7 +361,10 @@ def _retrieval(run: dict, result: dict) -> list[str]:
         "the baseline; `search` is the whole hybrid `retrieval.search(user, text, 10, vector=...)` given the "
         'query vector, and its halves alone are `mode="dense"` and `mode="text"` (each with the word '
         f"statistics query); a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its "
-        "own. `exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` "
+        "own. The `dense` columns call `retrieval.dense` on the reader's chunks as a subquery; `search` lists "
+        "the documents of a reader of few chunks by id (`ChunkQuerySet.visible_to(listed=True)`), so for the 1 % "
+        "reader its dense half is the product's dense figure. "
+        "`exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` "
         "says whether Postgres's planner walks the HNSW index for the index-path query at all (for a reader of "
         "few chunks it may sort that reader's rows exactly instead, through the `document_id` index).",
         "",
@@ -419,6 +422,11 @@ def _retrieval(run: dict, result: dict) -> list[str]:
     return out
 
 
+def _reader(label: str) -> str:
+    """A reader's label without the size of its collection, which grows with the scale."""
+    return label.split(" of ")[0]
+
+
 def _growth(scales: list[dict]) -> list[str]:
     """How the whole search's p95 grows from one scale step to the next, per 10× data."""
     lines = []
@@ -426,7 +434,7 @@ def _growth(scales: list[dict]) -> list[str]:
         factor = larger["chunks"] / smaller["chunks"]
         for reader, figures in larger["readers"].items():
             before = smaller["readers"].get(reader) or next(
-                (f for r, f in smaller["readers"].items() if r.split(",")[0] == reader.split(",")[0]), None
+                (f for r, f in smaller["readers"].items() if _reader(r) == _reader(reader)), None
             )
             if not before:
                 continue
@@ -434,7 +442,7 @@ def _growth(scales: list[dict]) -> list[str]:
             ratio = figures[name]["p95_ms"] / max(before[name]["p95_ms"], 1e-6)
             per_ten = ratio ** (1 / math.log10(factor)) if factor > 1 else ratio
             lines.append(
-                f"{reader.split(',')[0]}: ×{ratio:.2f} from {smaller['chunks']:,} to {larger['chunks']:,} chunks "
+                f"{_reader(reader)}: ×{ratio:.2f} from {smaller['chunks']:,} to {larger['chunks']:,} chunks "
                 f"(×{per_ten:.2f} per 10× data)"
             )
     if not lines:
@@ -1023,9 +1031,9 @@ def _plot_retrieval(axis, entry) -> None:
     scales = [step["chunks"] for step in result["scales"]]
     readers = list(result["scales"][0]["readers"]) if result["scales"] else []
     for index, reader in enumerate(readers):
-        label = reader.split(",")[0]
+        label = _reader(reader)
         values = [
-            next((f for r, f in step["readers"].items() if r.split(",")[0] == label), {})
+            next((f for r, f in step["readers"].items() if _reader(r) == label), {})
             .get("search (hybrid, embedding excluded)", {})
             .get("p95_ms")
             for step in result["scales"]
