@@ -198,6 +198,7 @@ def test_json_export_has_messages_citations_stats_and_feedback(alice_client, des
         "ttft_ms": 80,
         "tokens_per_s": 31.5,
         "model": "SmolLM2-test",
+        "cached_tokens": None,
     }
     assert answer["citations"] == [
         {
