@@ -361,9 +361,8 @@ def _retrieval(run: dict, result: dict) -> list[str]:
         "the baseline; `search` is the whole hybrid `retrieval.search(user, text, 10, vector=...)` given the "
         'query vector, and its halves alone are `mode="dense"` and `mode="text"` (each with the word '
         f"statistics query); a real query embedding costs {result.get('query_embedding_ms_p50')} ms p50 on its "
-        "own. The `dense` columns call `retrieval.dense` on the reader's chunks as a subquery; `search` lists "
-        "the documents of a reader of few chunks by id (`ChunkQuerySet.visible_to(listed=True)`), so for the 1 % "
-        "reader its dense half is the product's dense figure. "
+        "own. Every column reads the reader's chunks as `search` does: a reader of few chunks has their documents "
+        "listed by id (`ChunkQuerySet.visible_to(listed=True)`). "
         "`exact scans` counts queries where the product fell back to (or chose) the exact scan; `HNSW used` "
         "says whether Postgres's planner walks the HNSW index for the index-path query at all (for a reader of "
         "few chunks it may sort that reader's rows exactly instead, through the `document_id` index).",

@@ -266,8 +266,10 @@ def _measure(user, query_vectors, texts, truth, scale: int, scope=None) -> dict:
     from documents import retrieval
     from documents.models import Chunk
 
-    visible = Chunk.objects.visible_to(user).in_scope(scope)
-    readable = visible.count()
+    readable = Chunk.objects.visible_to(user).in_scope(scope).count()
+    total = Chunk.objects.count()
+    # The reader's chunks as search() reads them: a reader of few has their documents listed.
+    visible = Chunk.objects.visible_to(user, listed=retrieval.reads_few(readable, total)).in_scope(scope)
     figures: dict = {"readable_chunks": readable}
     exact_calls = {"count": 0}
     real_exact = retrieval.exact
@@ -295,8 +297,6 @@ def _measure(user, query_vectors, texts, truth, scale: int, scope=None) -> dict:
         if check:
             figures[name]["recall@10"] = round(sum(recalls) / len(recalls), 4)
         figures[name]["exact_scans"] = exact_calls["count"]
-
-    total = Chunk.objects.count()
 
     def dense(vector, _text):
         return retrieval.dense(visible, vector, K, readable, total)  # as search() calls it

@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -54,7 +54,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import evidence, grounding, llm, prompting, protocol, repetition, sentences, services
-from chat.models import Conversation, EarlierTurns, GenerationStats, Message, MessageStatus
+from chat.models import Conversation, EarlierTurns, GenerationStats, Message, MessageStatus, numbered
 from documents import embeddings, retrieval
 from documents.models import Scope
 from kb_site import metrics
@@ -202,7 +202,7 @@ class _Answer:
         return self.saving
 
     async def _check_and_save(self, status: str) -> tuple[Message, grounding.Grounded]:
-        pairs = [(n, str(source.text), str(source.title)) for n, source in zip(self.numbers, self.sources, strict=True)]
+        pairs = [(n, str(source.text), str(source.title)) for n, source, _ in numbered(self.sources, (), self.numbers)]
         # Rule 4 of the check (the answer agrees with the evidence) needs evidence to agree with.
         quoted = [mark["text"] for marks in self.highlights for mark in marks] if self.evidence else []
         check = functools.partial(grounding.check, question=self.question, evidence_texts=quoted)
@@ -314,13 +314,11 @@ def build_prompt(
     turns: list[prompting.Turn],
     engine,
     params: llm.GenerationParams,
-    numbers: list[int] | None = None,
+    numbers: Sequence[int] = (),
 ) -> prompting.PromptPlan:
     """The messages for the model (``prompting.build_messages``) from ``find_sources``'s passages,
     numbered ``numbers`` (default 1, 2, ...), after the earlier ``turns`` (``replayed``)."""
-    numbers = numbers or list(range(1, len(sources.hits) + 1))
-    marks = sources.evidence.highlights
-    shown = [as_read(hit, n, marked) for hit, n, marked in zip(sources.hits, numbers, marks, strict=True)]
+    shown = [as_read(hit, n, marks) for n, hit, marks in numbered(sources.hits, sources.evidence.highlights, numbers)]
     return prompting.build_messages(question=question, passages=shown, turns=turns, engine=engine, params=params)
 
 

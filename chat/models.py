@@ -276,6 +276,17 @@ class EarlierTurns:
         return result
 
 
+def numbered(
+    sources: Sequence[Any], highlights: Sequence[Sequence[dict]] = (), numbers: Sequence[int] = ()
+) -> list[tuple[int, Any, list[dict]]]:
+    """``(n, source, highlight)`` for each source, as an answer shows and saves them: ``n`` its
+    number in the conversation (``numbers``; 1, 2, ... when not given), ``highlight`` its
+    evidence sentences (none when not given)."""
+    numbers = list(numbers) or list(range(1, len(sources) + 1))
+    marked = list(highlights) + [[]] * (len(sources) - len(highlights))
+    return [(n, source, list(marks)) for n, source, marks in zip(numbers, sources, marked, strict=True)]
+
+
 def worth_replaying(status: str, finish_reason: str, grounding: list) -> bool:
     """Whether a later prompt replays an answer (``MessageQuerySet.earlier_turns``)."""
     unsupported = sum(not sentence.get("supported", True) for sentence in grounding or [])

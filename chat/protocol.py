@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chat.models import GenerationStats, Message
+from chat.models import GenerationStats, Message, numbered
 
 # Close codes (a refused socket is accepted, then closed with one, so that a browser can read it).
 CLOSE_NOT_SIGNED_IN = 4401  # not signed in, or the sign-in ended while the socket was open
@@ -28,11 +28,9 @@ def sources(hits: Sequence, highlights: Sequence[Sequence[dict]] = (), numbers: 
     """The passages given to the model, each with its number in the conversation (``numbers[i]``
     for ``hits[i]``; default 1..n), as the answer cites it, and the sentences that answer the
     question (``highlights[i]``)."""
-    marked = list(highlights) + [[]] * (len(hits) - len(highlights))
-    numbers = list(numbers) or list(range(1, len(hits) + 1))
     return {
         "type": "sources",
-        "sources": [hit.as_source(n, marks) for hit, n, marks in zip(hits, numbers, marked, strict=True)],
+        "sources": [hit.as_source(n, marks) for n, hit, marks in numbered(hits, highlights, numbers)],
     }
 
 

@@ -25,6 +25,7 @@ from chat.models import (
     Message,
     MessageStatus,
     Role,
+    numbered,
 )
 from documents.models import Chunk, Document, Scope
 
@@ -186,8 +187,6 @@ def _create_citations(
 ) -> None:
     if not sources:
         return
-    numbers = list(numbers) or list(range(1, len(sources) + 1))
-    marked = list(highlights) + [[]] * (len(sources) - len(highlights))
     chunk_ids = set(Chunk.objects.filter(pk__in=[s.chunk_id for s in sources]).values_list("pk", flat=True))
     documents = dict(
         Document.objects.filter(public_id__in=[s.document_id for s in sources]).values_list("public_id", "pk")
@@ -205,9 +204,9 @@ def _create_citations(
             ordinal=source.ordinal,
             page=source.page,
             text=source.text,
-            highlight=list(marks),
+            highlight=marks,
         )
-        for n, source, marks in zip(numbers, sources, marked, strict=True)
+        for n, source, marks in numbered(sources, highlights, numbers)
     ]
     for citation in citations:
         if citation.document_id is None:

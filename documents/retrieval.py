@@ -142,12 +142,10 @@ def search(
     stats = LexemeCount.objects.frequencies(user, query if mode != "dense" else "")
     # A reader of few chunks (by the kept counts) or a scope: their documents listed, so their
     # chunks are read through the document index (see ChunkQuerySet.visible_to).
-    few = stats.readable <= settings.RETRIEVAL_EXACT_SCAN_MAX and stats.readable < stats.total / 2
-    visible = Chunk.objects.visible_to(user, listed=few).in_scope(scope)
+    visible = Chunk.objects.visible_to(user, listed=reads_few(stats.readable, stats.total)).in_scope(scope)
     stats = _scoped(stats, visible, scope)
     if stats.readable == 0:
         return []
-    lexemes = stats.lexemes
     if vector is None:
         vector = embeddings.embed_query(query)
     found: dict[int, _Candidate] = {}
@@ -155,7 +153,7 @@ def search(
         for rank, chunk in enumerate(dense(visible, vector, pool, stats.readable, stats.total), start=1):
             found[chunk.pk] = _Candidate(chunk, 1.0 - chunk.distance, dense_rank=rank)
     if mode in ("hybrid", "text"):
-        for rank, chunk in enumerate(_full_text(visible, stats, lexemes, vector, pool), start=1):
+        for rank, chunk in enumerate(_full_text(visible, stats, vector, pool), start=1):
             entry = found.setdefault(chunk.pk, _Candidate(chunk, 1.0 - chunk.distance))
             entry.text_rank = rank
             entry.text_score = float(chunk.text_score)
@@ -233,10 +231,10 @@ def dense(visible, vector, k: int, readable: int | None = None, total: int | Non
     if readable == 0:
         return []
     wanted = min(k, readable)
-    total = total if total is not None else Chunk.objects.estimated_count()
-    share = min(1.0, readable / max(readable, total))
-    if share < 0.5 and readable <= settings.RETRIEVAL_EXACT_SCAN_MAX:
+    total = max(readable, total if total is not None else Chunk.objects.estimated_count())
+    if reads_few(readable, total):
         return exact(visible, vector, wanted)
+    share = readable / total
     ef_search = min(1000, max(settings.RETRIEVAL_EF_SEARCH, int(wanted / share) + wanted))
     with transaction.atomic(), connection.cursor() as cursor:
         # SET LOCAL lasts until the end of this transaction only.
@@ -246,6 +244,13 @@ def dense(visible, vector, k: int, readable: int | None = None, total: int | Non
         log.info("HNSW returned %d of %d rows for a %.1f%% readable share; exact scan", len(rows), wanted, share * 100)
         return exact(visible, vector, wanted)
     return rows
+
+
+def reads_few(readable: int, total: int) -> bool:
+    """Whether a reader of ``readable`` of ``total`` chunks is served best by their own chunks:
+    under half of them all, and at most ``RETRIEVAL_EXACT_SCAN_MAX`` (an exact scan of them
+    beats an index filtered after its scan, which may come back short)."""
+    return readable < total / 2 and readable <= settings.RETRIEVAL_EXACT_SCAN_MAX
 
 
 def exact(visible, vector, k: int) -> list[Chunk]:
@@ -263,10 +268,10 @@ def _scoped(kept: Frequencies, visible, scope: Scope | None) -> Frequencies:
     return dataclasses.replace(kept, readable=readable, frequencies=counted, matches=counted)
 
 
-def candidate_lexemes(lexemes: Sequence[str], stats: Frequencies) -> list[str]:
+def candidate_lexemes(stats: Frequencies) -> list[str]:
     """The lexemes whose chunks are the full-text candidates: the reader's rarest first, while
     the index entries they read (``stats.matches``) stay within ``RETRIEVAL_TEXT_MAX_ROWS``."""
-    chosen, rows = [], 0
+    lexemes, chosen, rows = stats.lexemes, [], 0
     order = sorted(range(len(lexemes)), key=lambda i: (stats.frequencies[i], lexemes[i]))
     for i in order:
         if stats.frequencies[i] == 0:
@@ -278,7 +283,7 @@ def candidate_lexemes(lexemes: Sequence[str], stats: Frequencies) -> list[str]:
     return chosen
 
 
-def _full_text(visible, stats: Frequencies, lexemes: Sequence[str], vector, pool: int) -> list[Chunk]:
+def _full_text(visible, stats: Frequencies, vector, pool: int) -> list[Chunk]:
     """Chunks sharing rare words with the query, best first by IDF-weighted word coverage.
 
     Each query lexeme a chunk contains adds that lexeme's inverse document frequency over
@@ -288,19 +293,21 @@ def _full_text(visible, stats: Frequencies, lexemes: Sequence[str], vector, pool
     The frequencies are those of the user's own readable set, so other users' private words
     never shape the scores. Only chunks containing ``candidate_lexemes`` are scored.
     """
-    among = candidate_lexemes(lexemes, stats)
+    among = candidate_lexemes(stats)
     if not among:
         return []
     weights = [idf(df, stats.readable) for df in stats.frequencies]
-    ranked = visible.ranked_by_lexemes(lexemes, weights, tie_break=TIE_BREAK, among=among)
+    ranked = visible.ranked_by_lexemes(stats.lexemes, weights, tie_break=TIE_BREAK, among=among)
     # Scores first, then the rows of the best ``pool`` alone: carrying every candidate's
     # document and cosine distance through the sort cost more than the scoring itself.
     best = list(ranked.values_list("pk", "text_score")[:pool])
     rows = Chunk.objects.filter(pk__in=[pk for pk, _ in best]).passages()
     found = {chunk.pk: chunk for chunk in rows.annotate(distance=CosineDistance("embedding", vector))}
-    for pk, score in best:
-        found[pk].text_score = score
-    return [found[pk] for pk, _ in best]
+    # A chunk re-indexed away between the two queries is left out.
+    scored = [(found[pk], score) for pk, score in best if pk in found]
+    for chunk, score in scored:
+        chunk.text_score = score
+    return [chunk for chunk, _ in scored]
 
 
 def idf(df: int, readable: int) -> float:
