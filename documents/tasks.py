@@ -12,7 +12,7 @@ are pending, which another worker can start at once. It reads and chunks each do
 embeds the chunks of all of them together, in calls of several ``EMBEDDING_BATCH_SIZE``
 batches, so a thousand one-paragraph documents cost about as many encode calls as one long
 one. After each call, the documents whose last vector it computed are written together, in
-one transaction (one insert for all their chunks), and the progress of the others in one
+one transaction (one COPY for all their chunks), and the progress of the others in one
 statement. ``ingest_document(id, generation)`` processes one document alone (the sweep queues
 it for a document whose run was lost); it returns quietly when another run has claimed or
 finished that document.
@@ -410,7 +410,7 @@ def _embed(part: list[tuple[_Held, int]], batch_size: int) -> None:
 
 def _finish(documents: list[_Held]) -> None:
     """Replace each document's chunks with its new set and mark it ready: all of them in one
-    transaction (one lock query, one delete, one insert, one update), leaving out any a newer
+    transaction (one lock query, one delete, one COPY, one update), leaving out any a newer
     run owns or that was deleted. Should that transaction fail, each document is written in
     its own, so only a document whose own data fails is failed."""
     if not documents:
@@ -445,21 +445,18 @@ def _replace_chunks(documents: list[_Held]) -> None:
     ids = [document.id for document in documents]
     Chunk.objects.filter(document_id__in=ids).delete()
     location_length = Chunk._meta.get_field("location").max_length
-    Chunk.objects.bulk_create(
-        [
-            Chunk(
-                document_id=document.id,
-                ordinal=ordinal,
-                text=draft.text,
-                token_count=draft.token_count,
-                location=draft.location[:location_length],
-                page=draft.page,
-                embedding=vector,
-            )
-            for document in documents
-            for ordinal, (draft, vector) in enumerate(zip(document.drafts, document.vectors, strict=True))
-        ],
-        batch_size=500,
+    Chunk.objects.copy_in(
+        Chunk(
+            document_id=document.id,
+            ordinal=ordinal,
+            text=draft.text,
+            token_count=draft.token_count,
+            location=draft.location[:location_length],
+            page=draft.page,
+            embedding=vector,
+        )
+        for document in documents
+        for ordinal, (draft, vector) in enumerate(zip(document.drafts, document.vectors, strict=True))
     )
     _write_progress(documents, ready=True)
 

@@ -15,11 +15,13 @@ so the sums are exact, and no reader's figures depend on what others' private do
 (a shared document frequency would let scores reveal whether a word occurs in documents one
 may not read).
 
-Database triggers keep the counts (migration 0006), because every path that changes them must:
-chunks inserted, deleted or edited (ingestion, re-index, deletion, the admin), a document becoming
-ready or leaving it, its visibility, owner or groups changing — including through
-``QuerySet.update()``, which no Django signal sees. ``documents_counteddocument`` remembers the
-audience each ready document is counted in. Python never writes these tables.
+Database triggers keep the counts (migrations 0006 and 0008), because every path that changes
+them must: chunks inserted, deleted or edited (ingestion, re-index, deletion, the admin), a
+document becoming ready or leaving it, its visibility, owner or groups changing — including
+through ``QuerySet.update()``, which no Django signal sees. Each trigger runs once per
+statement, summing the words of all the rows it changed before it counts them.
+``documents_counteddocument`` remembers the audience each ready document is counted in. Python
+never writes these tables.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class LexemeCountQuerySet(models.QuerySet):
 
 class LexemeCount(models.Model):
     """How many chunks of one audience's ready documents contain ``lexeme`` (the lexeme ``''``:
-    how many chunks the audience has). Kept by the triggers of migration 0006."""
+    how many chunks the audience has). Kept by the database's triggers."""
 
     # The primary key's index serves frequencies(): the rows of a query's lexemes, by audience.
     pk = models.CompositePrimaryKey("lexeme", "audience_id")

@@ -618,3 +618,35 @@ def test_the_projects_own_docs_load_as_the_sample_knowledge_base(command, admin_
     for document in Document.objects.all():
         assert document.visibility == Visibility.SHARED
         assert_one_complete_set(document)
+
+
+def test_chunks_copied_in_read_back_exactly_as_written(alice):
+    """``Chunk.objects.copy_in`` (the worker's binary COPY) stores every field as given: the
+    vector's float32 values bit for bit, a missing page as NULL, text with any characters."""
+    document = Document.objects.create(
+        owner=alice, title="Copy", original_name="c.txt", mime_type="text/plain", size=1, sha256="c" * 64
+    )
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((3, 384)).astype(np.float32)
+    texts = ["plain", "tabs\tnew\nlines \\ and \u00e9 \U0001f600", ""]
+    written = Chunk.objects.copy_in(
+        Chunk(
+            document=document,
+            ordinal=i,
+            text=text,
+            token_count=i + 1,
+            location=f"page {i}" if i else "",
+            page=i or None,
+            embedding=vector,
+        )
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    )
+    assert written == 3
+    stored = list(document.chunks.order_by("ordinal"))
+    assert [(c.text, c.token_count, c.location, c.page) for c in stored] == [
+        ("plain", 1, "", None),
+        (texts[1], 2, "page 1", 1),
+        ("", 3, "page 2", 2),
+    ]
+    for chunk, vector in zip(stored, vectors, strict=True):
+        assert np.array_equal(np.asarray(chunk.embedding, dtype=np.float32), vector)

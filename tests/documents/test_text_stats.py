@@ -119,3 +119,28 @@ def test_a_chunk_edited_in_place_is_counted_as_it_reads_now(people):
     notes = make(alice, "Alice's notes", "The ferry timetable.")
     Chunk.objects.filter(document=notes, ordinal=0).update(text="The lighthouse keeper and the storm.")
     assert_counts_are_live(alice)
+
+
+def test_statements_changing_many_documents_at_once_move_all_their_counts(people):
+    """One UPDATE or DELETE of many documents (an ingestion run marking its batch ready, the
+    admin's bulk actions) moves every one of them, summed per word before it is counted."""
+    alice, bob, carol, admin, harbour = people
+    batch = [make(owner, f"Note {n}", "The ferry timetable and the storm.") for n, owner in enumerate([alice, bob] * 3)]
+    ids = [document.pk for document in batch]
+    Document.objects.filter(pk__in=ids).update(status=Status.PENDING)
+    assert LexemeCount.objects.frequencies(admin, WORDS).readable == 0
+    Document.objects.filter(pk__in=ids).update(status=Status.READY)
+    assert_counts_are_live(alice, bob, carol, admin)
+    # Some change audience and some do not, in one statement; then groups for several at once.
+    Document.objects.filter(pk__in=ids[:4]).update(visibility=Visibility.SHARED)
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.objects.filter(pk__in=ids).update(visibility=Visibility.GROUPS)
+    Document.groups.through.objects.bulk_create(
+        [Document.groups.through(document_id=pk, group_id=harbour.pk) for pk in ids[::2]]
+    )
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.groups.through.objects.filter(document_id__in=ids[:3]).delete()
+    assert_counts_are_live(alice, bob, carol, admin)
+    Document.objects.filter(pk__in=ids[1:]).delete()
+    assert_counts_are_live(alice, bob, carol, admin)
+    assert LexemeCount.objects.frequencies(admin, WORDS).readable == 2
