@@ -26,7 +26,9 @@ What is measured, and how:
   for the two cores.
 - **A batch of 2,000 one-abstract documents** (``--quick``: 100; uploaded by a second user so
   none is a duplicate of the corpus): first upload → all ready, against plain torch fp32
-  ``SentenceTransformer.encode`` (batch 32) of the same 2,000 texts in this process.
+  ``SentenceTransformer.encode`` (batch 32) of the same 2,000 texts in this process. Twice:
+  one file per request, and ``FILES_PER_REQUEST`` files per request (the API's several-file
+  upload, as the site's form sends a folder's files), each by its own user.
 - **Memory**: psutil samples the qcluster and daphne process trees every 0.2 s; reported are
   the peak RSS of the largest process of each (the worker holding the model; daphne) and the
   worker tree's peak sum (forked processes share pages, so the sum overstates).
@@ -61,6 +63,7 @@ from bench.common import (
 )
 
 UPLOADERS = 4
+FILES_PER_REQUEST = 100  # the several-file batch; UPLOAD_MAX_FILES is 100 by default
 SEED_PYTHON = BASE_DIR / ".venv-bench" / "bin" / "python"
 COUNTS = {"corpus": 5183, "batch": 2000, "queued": 2000, "recovery_paragraphs": 1500}
 QUICK_COUNTS = {"corpus": 150, "batch": 100, "queued": 100, "recovery_paragraphs": 600}
@@ -90,7 +93,7 @@ def run(options, prepared: dict) -> dict:
     ]
     tokens = {
         name: create_api_token(User.objects.create_user(name, is_staff=True, is_superuser=True), name="bench")
-        for name in ("bench-corpus", "bench-batch", "bench-queued", "bench-recovery")
+        for name in ("bench-corpus", "bench-batch", "bench-batch-many", "bench-queued", "bench-recovery")
     }
     port = free_port()
     env = dict(os.environ)
@@ -132,9 +135,19 @@ def run(options, prepared: dict) -> dict:
 
         batch = _through_pipeline(base, tokens["bench-batch"], batch_files, "batch")
         batch.pop("ids")
-        batch["torch_fp32_encode"] = _torch_encode([data.decode() for _, data in batch_files])
-        batch["pipeline_over_torch"] = round(batch["seconds"] / batch["torch_fp32_encode"]["seconds"], 3)
-        result["batch"] = batch
+        many = _through_pipeline(
+            base,
+            tokens["bench-batch-many"],
+            batch_files,
+            "batch, several files per request",
+            per_request=FILES_PER_REQUEST,
+        )
+        many.pop("ids")
+        torch_encode = _torch_encode([data.decode() for _, data in batch_files])
+        for figures in (batch, many):
+            figures["torch_fp32_encode"] = torch_encode
+            figures["pipeline_over_torch"] = round(figures["seconds"] / torch_encode["seconds"], 3)
+        result["batch"], result["batch_many"] = batch, many
 
         worker, result["queued"] = _queued(base, tokens["bench-queued"], queued_files, worker, worker_memory, env)
         result["web_rss_mb"] = round(web_memory.peak_process / 2**20, 1)
@@ -161,23 +174,27 @@ def _start_worker(env: dict, log_name: str) -> subprocess.Popen:
     return start_process([sys.executable, "manage.py", "qcluster"], env=env, log_path=LOGS_DIR / log_name)
 
 
-def _through_pipeline(base: str, token: str, files: list[tuple[str, bytes]], label: str) -> dict:
-    """Upload ``files`` with UPLOADERS threads and wait until every one is ready."""
+def _through_pipeline(
+    base: str, token: str, files: list[tuple[str, bytes]], label: str, *, per_request: int = 1
+) -> dict:
+    """Upload ``files`` (``per_request`` to a request) with UPLOADERS threads and wait until
+    every one is ready."""
     from django.db.models import Max, Min
 
     from documents.models import Chunk, Document
 
     local = threading.local()
 
-    def upload(item: tuple[str, bytes]) -> str:
+    def upload(group: list[tuple[str, bytes]]) -> list[str]:
         if not hasattr(local, "client"):
             local.client = _client(base, token)
-        return _upload(local.client, [item])[0]
+        return _upload(local.client, group) if per_request == 1 else _upload_together(local.client, group)
 
+    groups = [files[start : start + per_request] for start in range(0, len(files), per_request)]
     with progress(total=len(files), desc=f"ingestion {label}: API → worker", unit="doc") as bar:
         start = time.time()
         with ThreadPoolExecutor(UPLOADERS) as pool:
-            ids = list(pool.map(upload, files))
+            ids = [public_id for group_ids in pool.map(upload, groups) for public_id in group_ids]
         uploads_seconds = time.time() - start
         _wait_ready(ids, timeout=7200, bar=bar)
     spans = Document.objects.filter(public_id__in=ids).aggregate(first=Min("ingest_started"), last=Max("ingested"))
@@ -189,6 +206,7 @@ def _through_pipeline(base: str, token: str, files: list[tuple[str, bytes]], lab
     )
     return {
         "documents": len(files),
+        "files_per_request": per_request,
         "chunks": chunks,
         "seconds": round(seconds, 2),
         "uploads_seconds": round(uploads_seconds, 2),
@@ -338,11 +356,12 @@ def _seed_stack(texts: list[str], model_path: Path) -> dict:
 
 
 def _say_summary(result: dict) -> None:
-    corpus, batch = result["corpus"], result["batch"]
+    corpus, batch, many = result["corpus"], result["batch"], result["batch_many"]
     say(
         f"ingestion: corpus {corpus['seconds']} s = {corpus['pipeline_over_seed']}× the seed stack "
         f"({corpus['seed_seconds']} s; target ≤ 0.5); raw/pipeline {corpus['raw_over_pipeline']} (target ≥ 0.9); "
-        f"{batch['documents']} documents {batch['seconds']} s = {batch['pipeline_over_torch']}× torch fp32 encode "
+        f"{batch['documents']} documents {batch['seconds']} s = {batch['pipeline_over_torch']}× torch fp32 encode, "
+        f"{many['files_per_request']} per request {many['seconds']} s = {many['pipeline_over_torch']}× "
         f"(target ≤ 0.5); worker peak RSS {result['worker_peak_rss_mb']} MB, web {result['web_peak_rss_mb']} MB; "
         f"killed worker's document ready again after {result['recovery']['seconds_until_ready']} s"
     )
@@ -356,6 +375,14 @@ def _upload(client, files: list[tuple[str, bytes]]) -> list[str]:
             raise RuntimeError(f"upload of {name} answered {response.status_code}: {response.text[:300]}")
         ids.append(response.json()["id"])
     return ids
+
+
+def _upload_together(client, files: list[tuple[str, bytes]]) -> list[str]:
+    """Upload ``files`` in one request (the API's several-file upload)."""
+    response = client.post("/api/v1/documents/", files=[("file", (name, data, "text/plain")) for name, data in files])
+    if response.status_code != 201:
+        raise RuntimeError(f"upload of {len(files)} files answered {response.status_code}: {response.text[:300]}")
+    return [body["id"] for body in response.json()["documents"]]
 
 
 def _wait_ready(ids: list[str], *, timeout: float, bar=None) -> None:

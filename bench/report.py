@@ -1,8 +1,10 @@
 """Turn bench results into ``docs/benchmarks.md`` and ``docs/benchmarks.png``.
 
 Each section shows the latest successful result of its part among ``bench/results/*.json``
-(a run of one part leaves the other sections as they were measured, and says when). Pure
-formatting: no Django, no database.
+(a run of one part leaves the other sections as they were measured, and says when). The
+result files are committed with the document they produce, so every figure can be traced; a
+part with no result file here keeps its section of the current document as it stands rather
+than losing it. Pure formatting: no Django, no database.
 """
 
 from __future__ import annotations
@@ -82,15 +84,52 @@ def latest_full_run(results_dir: Path) -> dict | None:
     return None
 
 
-def write_docs(results_dir: Path) -> list[Path]:
+# The heading each part's renderer starts its section with (and "## <Part>" when not measured).
+HEADINGS = {
+    "scifact": "## SciFact",
+    "retrieval": "## Retrieval",
+    "ingestion": "## Ingestion",
+    "backends": "## Embedding backends",
+    "streaming": "## Streaming",
+    "answers": "## Answers",
+}
+PLOTTED = ("scifact", "retrieval", "streaming")
+
+
+def write_docs(results_dir: Path, doc: Path = DOC, plot_path: Path = PLOT) -> list[Path]:
     parts = latest_parts(results_dir)
     if not parts:
         return []
-    DOC.write_text(render_markdown(parts, latest_full_run(results_dir)), encoding="utf-8")
-    written = [DOC]
-    if plot(parts, PLOT):
-        written.append(PLOT)
+    kept = kept_sections(doc.read_text(encoding="utf-8") if doc.exists() else "", parts)
+    doc.write_text(render_markdown(parts, latest_full_run(results_dir), kept=kept), encoding="utf-8")
+    written = [doc]
+    # The plot draws only measured parts: redraw it when every plotted part has its results
+    # here, and otherwise leave the one drawn from them.
+    if (all(part in parts for part in PLOTTED) or not plot_path.exists()) and plot(parts, plot_path):
+        written.append(plot_path)
     return written
+
+
+def kept_sections(markdown: str, parts: dict) -> dict[str, str]:
+    """``{part: its section of markdown}`` for every part without results in ``parts`` whose
+    section in ``markdown`` was measured (not a "Not measured yet" placeholder)."""
+    lines = markdown.splitlines()
+    starts = {
+        part: index
+        for part, heading in HEADINGS.items()
+        for index, line in enumerate(lines)
+        if line.lower().startswith(heading.lower())
+    }
+    ordered = sorted(starts.values())
+    kept = {}
+    for part, start in starts.items():
+        if part in parts:
+            continue
+        end = next((index for index in ordered if index > start), len(lines))
+        section = "\n".join(lines[start:end]).strip()
+        if "Not measured yet" not in section:
+            kept[part] = section + "\n"
+    return kept
 
 
 # --- Markdown --------------------------------------------------------------------------------
@@ -130,7 +169,9 @@ def _when(run: dict, result: dict) -> str:
     return f"_Run {run.get('started')} ({result.get('seconds', '?')} s) on {_machine(run)}{pg}._"
 
 
-def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None = None) -> str:
+def render_markdown(
+    parts: dict[str, tuple[dict, dict]], full_run: dict | None = None, kept: dict[str, str] | None = None
+) -> str:
     out = [
         "# Benchmarks",
         "",
@@ -138,8 +179,8 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
         "Every part runs in its own process against its own database (`kb_bench_<part>`, dropped and "
         "created again) on the project's Postgres server, never the development data. The machine is shared "
         "and noisy, so figures are medians over repeats and every comparison is a ratio against a baseline "
-        "measured in the same run on the same machine. Raw figures: `bench/results/<timestamp>.json` "
-        "(git-ignored).",
+        "measured in the same run on the same machine. Raw figures: `bench/results/<timestamp>.json`, "
+        "committed with this page.",
         "",
         "```",
         "make bench                     # every part, SciFact corpus ingested afresh",
@@ -183,6 +224,8 @@ def render_markdown(parts: dict[str, tuple[dict, dict]], full_run: dict | None =
                 out += _streaming_threads(parts, result)
             if part == "answers":
                 out += _answers_variants(parts, run, result)
+        elif kept and part in kept:
+            out += kept[part].splitlines() + [""]
         else:
             out += [f"## {part.title()}", "", f"Not measured yet: `make bench PART={part}`.", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -475,13 +518,20 @@ def _ingestion(run: dict, result: dict) -> list[str]:
             f"raw encode, same backend: {queued['raw_seconds']:,.1f} s",
             f"**{queued['raw_over_worker']:.2f}** raw/worker",
         ],
-        [
-            f"batch of {batch['documents']:,} one-abstract documents",
-            f"kb: {batch['seconds']:,.1f} s (uploads {batch['uploads_seconds']:,.1f} s)",
-            f"torch fp32 encode, batch 32: {torch_encode['seconds']:,.1f} s",
-            f"**{batch['pipeline_over_torch']:.2f}×** (target ≤ 0.5)",
-        ],
     ]
+    for figures in (batch, result.get("batch_many")):
+        if figures is None:  # a run from before the several-file upload
+            continue
+        per_request = figures.get("files_per_request", 1)
+        rows.append(
+            [
+                f"batch of {figures['documents']:,} one-abstract documents, "
+                + ("one per request" if per_request == 1 else f"{per_request} per request"),
+                f"kb: {figures['seconds']:,.1f} s (uploads {figures['uploads_seconds']:,.1f} s)",
+                f"torch fp32 encode, batch 32: {torch_encode['seconds']:,.1f} s",
+                f"**{figures['pipeline_over_torch']:.2f}×** (target ≤ 0.5)",
+            ]
+        )
     return [
         "## Ingestion: API → queue → worker, against the seed stack and raw encoding",
         "",

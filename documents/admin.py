@@ -130,7 +130,7 @@ class DocumentAdmin(admin.ModelAdmin):
             return
         # Adding: the upload service stores the file; ``obj`` (an unsaved placeholder the
         # admin goes on to log and redirect to) becomes the document it made or found.
-        document, created = form.upload(form.cleaned_data["owner"])
+        [(document, created)] = form.upload(form.cleaned_data["owner"])
         obj.pk = document.pk
         obj.refresh_from_db()
         if not created:

@@ -1,6 +1,8 @@
 """JSON API for documents (``/api/v1/documents/``), authenticated by Bearer token or session.
 
-- ``POST /api/v1/documents/`` — multipart ``file``; optional ``title``, ``visibility``
+- ``POST /api/v1/documents/`` — multipart ``file`` (repeat it to upload up to
+  ``UPLOAD_MAX_FILES`` files at once, as large together as one file may be); optional
+  ``title`` (one file only), ``visibility``
   (``private`` | ``groups`` | ``shared``, default ``private``), ``groups`` (names or ids of
   groups the caller belongs to; repeat the field or separate with commas; giving groups
   without a visibility means ``groups``) and ``collection`` (the id of a collection the caller
@@ -9,7 +11,10 @@
   Errors: empty, corrupt or mislabeled file → 400; unsupported type → 415; over
   ``UPLOAD_MAX_BYTES`` → 413; past the owner's quota (``USER_MAX_DOCUMENTS``,
   ``USER_MAX_BYTES``) → 409 with code ``quota``. Every error body is
-  ``{"error": message, "code": code}``.
+  ``{"error": message, "code": code}``. Several files are stored all or none (an error
+  names the bad file) with the same visibility, groups and collection, and answer
+  ``{"documents": [...]}`` in the order sent, each with its ``duplicate`` flag: 201 if any
+  is new, else 200.
 - ``GET /api/v1/documents/?page=N`` — the documents the caller may read, newest first,
   ``PAGE_SIZE`` per page, and ``ingestion``: how ingestion of all of them is going
   (``total``, ``ready``, ``pending``, ``processing``, ``failed``, ``queued`` = pending +
@@ -30,6 +35,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -37,7 +43,7 @@ from django.urls import reverse
 
 from accounts.api import ApiError, api_view
 from documents import services
-from documents.forms import UploadForm, groups_named
+from documents.forms import UploadForm, groups_named, too_many_files
 from documents.models import Document, Visibility
 from kb_site.limits import UPLOAD_FORM_OVERHEAD
 
@@ -120,7 +126,11 @@ def _upload(request: HttpRequest) -> JsonResponse:
         raise ApiError(services.too_large_message("The request", content_length), 413, code="too_large")
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError("Send the file as multipart/form-data in the field 'file'.", 400, code="invalid")
-    if "file" not in request.FILES:
+    try:
+        files = request.FILES
+    except TooManyFilesSent:
+        raise ApiError(too_many_files(), 400, code="invalid") from None
+    if "file" not in files:
         raise ApiError("The multipart field 'file' is missing.", 400, code="invalid")
 
     # The site's upload form validates; the API only reads its own conveniences first: groups
@@ -135,18 +145,24 @@ def _upload(request: HttpRequest) -> JsonResponse:
     }
     if data["visibility"] != Visibility.GROUPS and groups:
         raise ApiError("'groups' only applies when visibility is 'groups'.", 400, code="invalid")
-    form = UploadForm(data, request.FILES, user=request.user)
+    form = UploadForm(data, files, user=request.user)
     if not form.is_valid():
         raise _form_error(form)
     try:
-        document, created = form.upload(request.user)
+        results = form.upload(request.user)
     except services.UploadError as exc:
         raise ApiError(exc.message, UPLOAD_ERROR_STATUS.get(exc.code, 400), code=exc.code) from None
-    body = document_json(document, request)
-    body["duplicate"] = not created
-    response = JsonResponse(body, status=201 if created else 200)
-    if created:
-        response["Location"] = body["url"]
+    # Read back as listed (owner, groups and chunk counts in three queries, however many files).
+    stored = _visible(request).in_bulk([document.pk for document, _ in results])
+    bodies = [
+        {**document_json(stored[document.pk], request), "duplicate": not created} for document, created in results
+    ]
+    any_created = any(created for _, created in results)
+    if len(files.getlist("file")) > 1:
+        return JsonResponse({"documents": bodies}, status=201 if any_created else 200)
+    response = JsonResponse(bodies[0], status=201 if any_created else 200)
+    if any_created:
+        response["Location"] = bodies[0]["url"]
     return response
 
 

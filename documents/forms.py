@@ -12,10 +12,11 @@ import hashlib
 from dataclasses import dataclass
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from documents import services
+from documents import filetypes, services
 from documents.models import COLLECTION_NAME_MAX_LENGTH, DOCUMENT_TITLE_MAX_LENGTH, Collection, Document, Visibility
 
 FILE_HELP = "PDF, Word (.docx), Markdown, HTML or plain text."
@@ -58,18 +59,27 @@ class CheckedFile:
 class UploadFieldsMixin:
     """Shared validation of the file and of visibility + groups."""
 
-    def clean_file(self) -> CheckedFile:
-        upload = self.cleaned_data["file"]
-        upload.seek(0)
-        data = upload.read()
-        try:
-            name, mime_type = services.check_upload(upload.name, data)
-        except services.UploadError as exc:
-            raise forms.ValidationError(exc.message, code=exc.code) from None
-        return CheckedFile(name=name, data=data, mime_type=mime_type)
+    def clean_file(self) -> CheckedFile | list[CheckedFile]:
+        """The file, or each of several (named in the message of the first bad one), checked."""
+        uploads = self.cleaned_data["file"]
+        several = isinstance(uploads, list) and len(uploads) > 1
+        checked = []
+        for upload in uploads if isinstance(uploads, list) else [uploads]:
+            upload.seek(0)
+            data = upload.read()
+            try:
+                name, mime_type = services.check_upload(upload.name, data)
+            except services.UploadError as exc:
+                message = f"{filetypes.safe_filename(upload.name)}: {exc.message}" if several else exc.message
+                raise forms.ValidationError(message, code=exc.code) from None
+            checked.append(CheckedFile(name=name, data=data, mime_type=mime_type))
+        return checked if isinstance(uploads, list) else checked[0]
 
     def clean(self):
         cleaned = super().clean()
+        files = cleaned.get("file")
+        if isinstance(files, list) and len(files) > 1 and cleaned.get("title"):
+            self.add_error("title", "A title names one document: leave it empty to upload several files.")
         visibility = cleaned.get("visibility")
         groups = cleaned.get("groups")
         if visibility == Visibility.GROUPS:
@@ -80,35 +90,64 @@ class UploadFieldsMixin:
             cleaned["groups"] = Group.objects.none()
         return cleaned
 
-    def upload(self, owner) -> tuple[Document, bool]:
-        """Store the validated upload for ``owner`` (see ``services.upload_document``), and
-        put it in the chosen collection, if any."""
-        file = self.cleaned_data["file"]
-        document, created = services.upload_document(
+    def upload(self, owner) -> list[tuple[Document, bool]]:
+        """Store the validated file or files for ``owner``, all or none (see
+        ``services.upload_documents``): ``[(document, created)]``, and put them in the chosen
+        collection, if any."""
+        files = self.cleaned_data["file"]
+        results = services.upload_documents(
             owner,
-            file_name=file.name,
-            data=file.data,
+            [(file.name, file.data) for file in (files if isinstance(files, list) else [files])],
             title=self.cleaned_data["title"],
             visibility=self.cleaned_data["visibility"],
             groups=list(self.cleaned_data["groups"]),
         )
-        if self.cleaned_data.get("collection") is not None:
-            services.add_to_collection(self.cleaned_data["collection"], document)
-        return document, created
+        collection = self.cleaned_data.get("collection")
+        if collection is not None:
+            for document, _ in results:
+                services.add_to_collection(collection, document)
+        return results
+
+
+def too_many_files() -> str:
+    """The error for an upload of more files than ``UPLOAD_MAX_FILES``."""
+    return f"That is too many files at once: upload at most {settings.UPLOAD_MAX_FILES:,} at a time."
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """One or more files in the same field; cleans to a list, each file as ``FileField`` does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None) -> list:
+        files = [item for item in data if item] if isinstance(data, (list, tuple)) else [data]
+        if len(files) > settings.UPLOAD_MAX_FILES:
+            raise forms.ValidationError(too_many_files(), code="invalid")
+        if not files or files == [None]:
+            return [super().clean(None, initial)]  # "This field is required."
+        return [super(MultipleFileField, self).clean(item, initial) for item in files]
 
 
 class UploadForm(UploadFieldsMixin, forms.Form):
-    """Upload one file from the site. ``groups`` offers only the user's own groups (staff: all)."""
+    """Upload one file or several from the site and the API, all with the same visibility,
+    groups and collection. ``groups`` offers only the user's own groups (staff: all)."""
 
-    file = forms.FileField(
-        label="File",
-        help_text=FILE_HELP,
+    file = MultipleFileField(
+        label="Files",
+        help_text=f"{FILE_HELP} Choose several to upload them together (at most {settings.UPLOAD_MAX_FILES} "
+        "at once, together as large as one file may be).",
         allow_empty_file=True,  # clean_file explains an empty file in our own words
     )
     title = forms.CharField(
         max_length=DOCUMENT_TITLE_MAX_LENGTH,
         required=False,
-        help_text="Optional. Defaults to the document's title or file name.",
+        help_text="Optional, for a single file. Defaults to the document's title or file name.",
         error_messages=TITLE_ERRORS,
     )
     visibility = forms.ChoiceField(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from django.conf import settings
@@ -66,32 +66,98 @@ def upload_document(
     and with code ``quota`` when a new document would take the owner past ``USER_MAX_DOCUMENTS``
     or ``USER_MAX_BYTES`` (a duplicate is never refused: it stores nothing).
     """
-    data = bytes(data)
-    name, mime_type = check_upload(file_name, data)
+    return upload_documents(owner, [(file_name, data)], title=title, visibility=visibility, groups=groups)[0]
+
+
+def upload_documents(
+    owner,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    title: str = "",
+    visibility: str = Visibility.PRIVATE,
+    groups: Iterable[Group | int] = (),
+) -> list[tuple[Document, bool]]:
+    """Store several uploaded files ``(name, bytes)`` at once, all or none, with the same
+    visibility and groups: ``[(document, created)]`` in the order given (see ``upload_document``).
+
+    Every file is checked first, and one bad file refuses them all (its name starts the
+    message); the quota counts the new ones together. A file whose bytes the owner already has,
+    or which repeats an earlier file of the same call, is a duplicate. ``title`` names a single
+    file only. One transaction stores them and one ingestion run is requested once it commits.
+    """
+    if not files:
+        raise UploadError("Choose a file to upload.", code="invalid")
+    several = len(files) > 1
+    if several and title.strip():
+        raise UploadError("A title names one document: upload the files without one.", code="invalid")
+    checked = []
+    for file_name, data in files:
+        data = bytes(data)
+        try:
+            name, mime_type = check_upload(file_name, data)
+        except UploadError as exc:
+            if several:
+                raise UploadError(f"{filetypes.safe_filename(file_name)}: {exc.message}", code=exc.code) from None
+            raise
+        checked.append((name, mime_type, data, hashlib.sha256(data).hexdigest()))
+    total = sum(len(data) for _, _, data, _ in checked)
+    if several and total > settings.UPLOAD_MAX_BYTES:
+        raise UploadError(
+            f"These {len(files):,} files take {_size(total)} together; one upload may carry at most "
+            f"{_size(settings.UPLOAD_MAX_BYTES)}. Upload them in smaller groups.",
+            code="too_large",
+        )
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise UploadError(f"Upload at most {settings.UPLOAD_MAX_FILES:,} files at a time.", code="invalid")
     if visibility not in Visibility.values:
         raise UploadError(f"Unknown visibility {visibility!r}.", code="invalid")
     groups = list(groups) if visibility == Visibility.GROUPS else []
     if visibility == Visibility.GROUPS and not groups:
         raise UploadError(GROUPS_REQUIRED, code="invalid")
 
-    sha256 = hashlib.sha256(data).hexdigest()
-    existing = Document.objects.filter(owner=owner, sha256=sha256).first()
-    if existing is not None:
-        log.info("upload by user %s is a duplicate of document %s", owner.pk, existing.pk)
-        return existing, False
-
     title = " ".join(title.split())[:DOCUMENT_TITLE_MAX_LENGTH]
+    shas = {sha256 for *_, sha256 in checked}
     try:
         with transaction.atomic():
             if _quotas_apply():
                 # One upload at a time per owner past this point, so two at once cannot both
                 # fit under the quota (the lock ends with the transaction).
                 list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
-                existing = Document.objects.filter(owner=owner, sha256=sha256).first()
-                if existing is not None:
-                    return existing, False
-                check_quota(owner, len(data))
-            document = Document.objects.create(
+            held = {d.sha256: d for d in Document.objects.filter(owner=owner, sha256__in=shas)}
+            new = {sha256: (name, mime_type, data) for name, mime_type, data, sha256 in checked if sha256 not in held}
+            if new:
+                check_quota(owner, sum(len(data) for _, _, data in new.values()), count=len(new))
+                created = _create_documents(owner, new, title=title, visibility=visibility, groups=groups)
+                transaction.on_commit(request_ingestion)
+            else:
+                created = {}
+    except IntegrityError:
+        # The same bytes arrived at once in another request, which created the document: what
+        # is stored now answers this one (each file a duplicate, or again if some are new).
+        if not Document.objects.filter(owner=owner, sha256__in=shas).exists():
+            raise
+        return upload_documents(owner, files, title=title, visibility=visibility, groups=groups)
+    documents = {**held, **created}
+    results, seen = [], set()
+    for *_, sha256 in checked:
+        results.append((documents[sha256], sha256 in created and sha256 not in seen))
+        seen.add(sha256)
+    for document, is_new in results:
+        if is_new:
+            log.info(
+                "user %s uploaded document %s (%s, %d bytes)", owner.pk, document.pk, document.mime_type, document.size
+            )
+        else:
+            log.info("upload by user %s is a duplicate of document %s", owner.pk, document.pk)
+    return results
+
+
+def _create_documents(owner, new: dict, *, title: str, visibility: str, groups: list) -> dict[str, Document]:
+    """Insert the documents of ``new`` (``{sha256: (name, mime type, bytes)}``), their stored
+    bytes and their groups, with one statement per table (the statistics triggers run once)."""
+    documents = Document.objects.bulk_create(
+        [
+            Document(
                 ingest_generation=1,
                 owner=owner,
                 title=title or _title_from(name),
@@ -101,18 +167,20 @@ def upload_document(
                 sha256=sha256,
                 visibility=visibility,
             )
-            DocumentFile.objects.create(document=document, data=data)
-            if groups:
-                document.groups.set(groups)
-            transaction.on_commit(request_ingestion)
-    except IntegrityError:
-        # The same bytes arrived twice at once: the other request created the document.
-        existing = Document.objects.filter(owner=owner, sha256=sha256).first()
-        if existing is None:
-            raise
-        return existing, False
-    log.info("user %s uploaded document %s (%s, %d bytes)", owner.pk, document.pk, mime_type, len(data))
-    return document, True
+            for sha256, (name, mime_type, data) in new.items()
+        ]
+    )
+    DocumentFile.objects.bulk_create(
+        [DocumentFile(document=document, data=new[document.sha256][2]) for document in documents]
+    )
+    if groups:
+        group_ids = [group.pk if isinstance(group, Group) else int(group) for group in groups]
+        through = Document.groups.through
+        through.objects.bulk_create(
+            [through(document_id=document.pk, group_id=group_id) for document in documents for group_id in group_ids],
+            ignore_conflicts=True,
+        )
+    return {document.sha256: document for document in documents}
 
 
 def check_upload(file_name: str, data: bytes) -> tuple[str, str]:
@@ -136,9 +204,9 @@ def _quotas_apply() -> bool:
     return bool(settings.USER_MAX_DOCUMENTS or settings.USER_MAX_BYTES)
 
 
-def check_quota(owner, size: int, sha256: str | None = None) -> None:
-    """Raise ``UploadError`` (code ``quota``) if storing ``size`` more bytes as a new document
-    would take ``owner`` past ``USER_MAX_DOCUMENTS`` or ``USER_MAX_BYTES`` (0: no limit).
+def check_quota(owner, size: int, sha256: str | None = None, *, count: int = 1) -> None:
+    """Raise ``UploadError`` (code ``quota``) if storing ``size`` more bytes as ``count`` new
+    documents would take ``owner`` past ``USER_MAX_DOCUMENTS`` or ``USER_MAX_BYTES`` (0: no limit).
 
     Every document the owner has counts, whatever its status (failed ones keep their bytes),
     each once: the same bytes again are a duplicate, which stores nothing, so with ``sha256``
@@ -149,17 +217,22 @@ def check_quota(owner, size: int, sha256: str | None = None) -> None:
     if sha256 is not None and Document.objects.filter(owner=owner, sha256=sha256).exists():
         return
     held = Document.objects.filter(owner=owner).aggregate(count=Count("pk"), size=Sum("size"))
-    count, held_bytes = held["count"], held["size"] or 0
+    held_count, held_bytes = held["count"], held["size"] or 0
     max_documents, max_bytes = settings.USER_MAX_DOCUMENTS, settings.USER_MAX_BYTES
     name = owner.get_username()
-    if max_documents and count + 1 > max_documents:
-        raise UploadError(
-            f"{name} already has {count:,} documents, the most one person may keep. Delete some to upload more.",
-            code="quota",
-        )
+    if max_documents and held_count + count > max_documents:
+        if count == 1:
+            message = f"{name} already has {held_count:,} documents, the most one person may keep."
+        else:
+            message = (
+                f"{name} has {held_count:,} documents and may keep {max_documents:,}; these {count:,} files "
+                "would take them past that."
+            )
+        raise UploadError(f"{message} Delete some to upload more.", code="quota")
     if max_bytes and held_bytes + size > max_bytes:
+        these = "this file" if count == 1 else f"these {count:,} files"
         raise UploadError(
-            f"{name}'s documents take {_size(held_bytes)}; this file ({_size(size)}) would take them past "
+            f"{name}'s documents take {_size(held_bytes)}; {these} ({_size(size)}) would take them past "
             f"{_size(max_bytes)}, the most one person may keep. Delete some to upload more.",
             code="quota",
         )

@@ -13,15 +13,16 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from documents import services
-from documents.forms import UploadForm
+from documents.forms import UploadForm, too_many_files
 from documents.models import Collection, Document
 
 log = logging.getLogger(__name__)
@@ -76,25 +77,53 @@ def activity(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
+    refused = ""  # a body Django would not parse: shown above an empty form
     if request.method == "POST":
-        form = UploadForm(request.POST, request.FILES, user=request.user)
+        try:
+            form = UploadForm(request.POST, request.FILES, user=request.user)
+        except TooManyFilesSent:
+            form, refused = UploadForm(user=request.user), too_many_files()
     else:
-        # "Upload a document into this collection" links here with ?collection=<id>.
+        # "Upload documents into this collection" links here with ?collection=<id>.
         form = UploadForm(user=request.user, initial={"collection": request.GET.get("collection")})
     if form.is_bound and form.is_valid():
         try:
-            document, created = form.upload(request.user)
+            results = form.upload(request.user)
         except services.UploadError as exc:
             form.add_error("file", exc.message)
         else:
-            if created:
-                messages.success(request, f"Uploaded “{document.title}”. It will be searchable once it is ready.")
-            else:
-                messages.info(request, f"You already uploaded this file as “{document.title}”.")
-            return redirect("documents:detail", public_id=document.public_id)
-    status = 400 if form.errors else 200
-    context = {"form": form, "upload_limit": settings.UPLOAD_MAX_BYTES}
+            return _uploaded(request, results)
+    status = 400 if form.errors or refused else 200
+    context = {
+        "form": form,
+        "refused": refused,
+        "upload_limit": settings.UPLOAD_MAX_BYTES,
+        "max_files": settings.UPLOAD_MAX_FILES,
+    }
     return render(request, "documents/upload.html", context, status=status)
+
+
+def _uploaded(request: HttpRequest, results: list[tuple[Document, bool]]) -> HttpResponse:
+    """Say what an upload stored: one file → its page; several → the documents list."""
+    if len(results) == 1:
+        document, created = results[0]
+        if created:
+            messages.success(request, f"Uploaded “{document.title}”. It will be searchable once it is ready.")
+        else:
+            messages.info(request, f"You already uploaded this file as “{document.title}”.")
+        return redirect("documents:detail", public_id=document.public_id)
+    created = sum(1 for _, is_new in results if is_new)
+    again = len(results) - created
+    if created == 1:
+        text = "Uploaded 1 document; it will be searchable once it is ready."
+    else:
+        text = f"Uploaded {created:,} documents; they will be searchable once they are ready."
+    if not created:
+        text = "You had uploaded all of these files already."
+    elif again:
+        text += f" {again:,} of the files {pluralize(again, 'was,were')} uploaded already."
+    messages.success(request, text)
+    return redirect("documents:list")
 
 
 @require_GET

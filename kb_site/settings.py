@@ -238,6 +238,10 @@ STORAGES = {
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024, minimum=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES  # everything but the files, in any request
+# Files one upload may carry (the site's form and the API; together at most UPLOAD_MAX_BYTES).
+# Django stops parsing a body with more than one over, which the upload views answer with 400.
+UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 100, minimum=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 
 # What one person may keep (documents/services.py): documents and bytes of uploaded files,

@@ -57,6 +57,14 @@ def test_the_ingestion_section_reports_each_target_as_a_ratio():
     assert "could not pass" not in text
 
 
+def test_a_batch_uploaded_several_files_per_request_gets_its_own_row():
+    many = {**RESULT["batch"], "files_per_request": 100, "seconds": 30.0, "uploads_seconds": 6.0}
+    text = "\n".join(report._ingestion({}, {**RESULT, "batch_many": {**many, "pipeline_over_torch": 0.36}}))
+    assert "| batch of 2,000 one-abstract documents, one per request | kb: 38.0 s (uploads 30.0 s) |" in text
+    assert "| batch of 2,000 one-abstract documents, 100 per request | kb: 30.0 s (uploads 6.0 s) |" in text
+    assert "**0.36×** (target ≤ 0.5)" in text
+
+
 def test_uploads_slower_than_raw_encode_bound_the_end_to_end_ratio_and_the_report_says_so():
     result = {**RESULT, "corpus": {**RESULT["corpus"], "uploads_seconds": 200.0}}
     text = "\n".join(report._ingestion({"started": "20261202T190000"}, result))
