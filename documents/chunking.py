@@ -14,7 +14,13 @@ model's special tokens), so the embedder never truncates anything silently. Chun
 
 Cost: every paragraph is tokenised once; only paragraphs too long for one chunk are split into
 sentences and tokenised again; each chunk is checked once more. So the tokenizer reads the
-text about twice, whatever its shape.
+text about twice, whatever its shape. With ``tokens_add_up=True`` (the tokenizer reads text
+joined at white space as its parts one after the other, ``Backend.tokens_add_up``; BERT's
+does) and ``count_many`` (a list counted in one call), it reads the text once: every sentence
+of a section is counted in a few calls, a paragraph's count and a chunk's are sums of its
+parts', and only a chunk joined inside a word (a cut word) and the trailing words an overlap
+takes from a long sentence are counted on their own: about 5 tokenizer calls per SciFact
+abstract instead of 14.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*[ \t]+|(?<![ \t])[ \t]*\n\s*")
 _WHITE_SPACE = re.compile(r"\s")
 _WHITE_SPACE_RUN = re.compile(r"\s+")
+# Sentences counted per call when counts add up: one call reads many on every core, and a huge
+# section is still counted a slice at a time.
+_COUNT_GROUP = 512
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,11 @@ def split_sections(
     count_tokens: Callable[[str], int],
     max_tokens: int,
     overlap_tokens: int,
+    count_many: Callable[[list[str]], list[int]] | None = None,
+    tokens_add_up: bool = False,
 ) -> list[ChunkDraft]:
     """Chunks of every section, in order (see the module docstring)."""
-    splitter = _Splitter(count_tokens, max_tokens, overlap_tokens)
+    splitter = _Splitter(count_tokens, max_tokens, overlap_tokens, count_many, tokens_add_up)
     drafts: list[ChunkDraft] = []
     for section in sections:
         location = location_for(section)
@@ -90,8 +101,18 @@ def split_sections(
 
 
 class _Splitter:
-    def __init__(self, count_tokens: Callable[[str], int], max_tokens: int, overlap_tokens: int) -> None:
+    def __init__(
+        self,
+        count_tokens: Callable[[str], int],
+        max_tokens: int,
+        overlap_tokens: int,
+        count_many: Callable[[list[str]], list[int]] | None = None,
+        tokens_add_up: bool = False,
+    ) -> None:
         self.count_total = count_tokens
+        self.count_many = count_many or (lambda texts: [count_tokens(text) for text in texts])
+        self.add_up = tokens_add_up
+        self._known: dict[str, int] = {}  # tokens (special ones left out) of texts counted in a batch
         self.special = count_tokens("")  # e.g. [CLS] and [SEP]
         self.max_tokens = max_tokens
         self.budget = max_tokens - self.special  # tokens of text a chunk may hold
@@ -102,7 +123,8 @@ class _Splitter:
 
     def count(self, text: str) -> int:
         """Tokens of ``text`` without the special tokens."""
-        return self.count_total(text) - self.special
+        known = self._known.get(text)
+        return known if known is not None else self.count_total(text) - self.special
 
     def split(self, text: str) -> list[tuple[str, int]]:
         """(chunk text, token count with special tokens) for one section's text."""
@@ -110,44 +132,71 @@ class _Splitter:
         if not text:
             return []
         chunks: list[tuple[str, int]] = []
-        for group in self._pack(self._units(text)):
+        units = self._units_added_up(text) if self.add_up else self._units(text)
+        for group in self._pack(units):
             chunk_text = _join(group).strip()
             if not chunk_text:
                 continue
-            total = self.count_total(chunk_text)
+            if self.add_up and all(unit.separator and not unit.separator.strip() for unit in group[1:]):
+                # Units joined at white space: their counts add up (packing kept them in budget).
+                total = sum(unit.tokens for unit in group) + self.special
+            else:
+                total = self.count_total(chunk_text)
             if total <= self.max_tokens:
                 chunks.append((chunk_text, total))
             else:
                 # Token counts are not always additive across a join (pieces of one long word,
                 # other tokenizers): re-cut this chunk by measuring, so the promise still holds.
                 chunks.extend((piece, tokens) for piece, tokens, _ in self._hard_split(chunk_text))
+        self._known.clear()
         return chunks
 
     # -- units ------------------------------------------------------------------------------
 
     def _units(self, text: str) -> list[_Unit]:
         units: list[_Unit] = []
-        for paragraph in _PARAGRAPH_BREAK.split(text):
-            paragraph = paragraph.strip()
-            if not paragraph:
-                continue
+        for paragraph in _paragraphs(text):
             tokens = self.count(paragraph)
             if tokens <= self.budget and len(paragraph) <= self.max_chars:
                 units.append(_Unit(paragraph, tokens, "\n\n", True))
-                continue
-            for number, (sentence, separator) in enumerate(_sentences(paragraph)):
-                # The first sentence of a paragraph joins what precedes it as a new paragraph.
-                separator = separator if number else "\n\n"
-                tokens = self.count(sentence)
-                if tokens <= self.budget and len(sentence) <= self.max_chars:
-                    pieces = [(sentence, tokens, separator)]
-                else:
-                    pieces = [
-                        (piece, total - self.special, piece_separator if index else separator)
-                        for index, (piece, total, piece_separator) in enumerate(self._hard_split(sentence))
-                    ]
-                for piece, piece_tokens, piece_separator in pieces:
-                    units.append(_Unit(piece, piece_tokens, piece_separator, False))
+            else:
+                units += self._sentence_units(_sentences(paragraph))
+        return units
+
+    def _units_added_up(self, text: str) -> list[_Unit]:
+        """``_units`` for a tokenizer whose counts add up: every sentence of the section is
+        counted in a few calls, and a paragraph's count is the sum of its sentences'."""
+        paragraphs = [(paragraph, _sentences(paragraph)) for paragraph in _paragraphs(text)]
+        texts = [sentence for _, sentences in paragraphs for sentence, _ in sentences]
+        for start in range(0, len(texts), _COUNT_GROUP):
+            group = texts[start : start + _COUNT_GROUP]
+            self._known.update(zip(group, (total - self.special for total in self.count_many(group)), strict=True))
+        units: list[_Unit] = []
+        for paragraph, sentences in paragraphs:
+            tokens = sum(self._known[sentence] for sentence, _ in sentences)
+            if tokens <= self.budget and len(paragraph) <= self.max_chars:
+                units.append(_Unit(paragraph, tokens, "\n\n", True))
+            else:
+                units += self._sentence_units(sentences)
+        return units
+
+    def _sentence_units(self, sentences: list[tuple[str, str]]) -> list[_Unit]:
+        """The units of a paragraph too long to be one: its sentences, each cut by measuring
+        if it alone is too long."""
+        units: list[_Unit] = []
+        for number, (sentence, separator) in enumerate(sentences):
+            # The first sentence of a paragraph joins what precedes it as a new paragraph.
+            separator = separator if number else "\n\n"
+            tokens = self.count(sentence)
+            if tokens <= self.budget and len(sentence) <= self.max_chars:
+                pieces = [(sentence, tokens, separator)]
+            else:
+                pieces = [
+                    (piece, total - self.special, piece_separator if index else separator)
+                    for index, (piece, total, piece_separator) in enumerate(self._hard_split(sentence))
+                ]
+            for piece, piece_tokens, piece_separator in pieces:
+                units.append(_Unit(piece, piece_tokens, piece_separator, False))
         return units
 
     # -- packing ----------------------------------------------------------------------------
@@ -277,6 +326,10 @@ class _Splitter:
             else:
                 high = middle - 1
         return best
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [paragraph for paragraph in (part.strip() for part in _PARAGRAPH_BREAK.split(text)) if paragraph]
 
 
 def _sentences(paragraph: str) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ Contract:
   tokens included, that the model reads before it silently truncates.
 - ``count_tokens(text)`` counts ``text`` with the model's own tokenizer, special tokens included,
   so ``count_tokens(chunk) <= max_tokens()`` means the whole chunk is embedded. Every backend
-  counts the same.
+  counts the same. ``count_tokens_many(texts)`` counts a list in one call; ``tokens_add_up()``
+  says whether counts of texts joined at white space add up (``Backend.tokens_add_up``).
 - ``embed_texts(texts)`` returns a float32 array of shape ``(len(texts), EMBEDDING_DIMENSIONS)``,
   each row L2-normalised (so cosine similarity is a dot product); ``embed_query(text)`` one row.
 - ``embed_sentences(texts)`` is ``embed_texts`` through a cache of the ``SENTENCE_CACHE_SIZE``
@@ -59,6 +60,7 @@ __all__ = [
     "aembed_query",
     "arun",
     "count_tokens",
+    "count_tokens_many",
     "embed_query",
     "embed_sentences",
     "embed_texts",
@@ -66,6 +68,7 @@ __all__ = [
     "max_tokens",
     "model_name",
     "model_path",
+    "tokens_add_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,6 +167,18 @@ def count_tokens(text: str) -> int:
     model = get_model()
     with _use_lock:
         return model.count_tokens(text)
+
+
+def count_tokens_many(texts: Sequence[str]) -> list[int]:
+    """``count_tokens`` of each of ``texts``, in one call to the tokenizer."""
+    model = get_model()
+    with _use_lock:
+        return model.count_tokens_many(texts)
+
+
+def tokens_add_up() -> bool:
+    """Whether the model's token counts add up across white space (see ``Backend.tokens_add_up``)."""
+    return bool(get_model().tokens_add_up)
 
 
 def embed_texts(texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:

@@ -319,6 +319,7 @@ def _prepare(documents: list[_Held]) -> None:
     )
     # A chunk the model cannot read whole would be truncated silently when embedded.
     max_tokens = min(settings.CHUNK_MAX_TOKENS or embeddings.max_tokens(), embeddings.max_tokens())
+    tokens_add_up = embeddings.tokens_add_up()
     for document in documents:
         with _failures_recorded(document):
             data = files.pop(document.id, None)
@@ -331,6 +332,8 @@ def _prepare(documents: list[_Held]) -> None:
             document.drafts = chunking.split_sections(
                 sections,
                 count_tokens=embeddings.count_tokens,
+                count_many=embeddings.count_tokens_many,
+                tokens_add_up=tokens_add_up,
                 max_tokens=max_tokens,
                 overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
             )

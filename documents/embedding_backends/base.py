@@ -8,7 +8,11 @@ optional Normalize) through one engine. Its contract:
 - ``max_seq_length``: the most tokens, special tokens included, the backend embeds before it
   truncates; ``dimensions``: the length of each vector.
 - ``count_tokens(text)``: tokens of ``text`` with the model's own tokenizer, special tokens
-  included, never truncated.
+  included, never truncated; ``count_tokens_many(texts)`` the same for a list, in one call.
+- ``tokens_add_up``: True when the tokenizer provably reads text joined at white space as the
+  tokens of its parts one after the other (BERT's WordPiece tokenizer does), so
+  ``count_tokens(a + " " + b) == count_tokens(a) + count_tokens(b) - count_tokens("")``. The
+  chunker then adds counts up instead of tokenising every chunk again. False when unsure.
 - ``encode(texts, batch_size)``: a float32 array of shape ``(len(texts), dimensions)``, each
   row L2-normalised, in the order of ``texts``.
 
@@ -19,6 +23,7 @@ Loading raises ``EmbeddingModelError`` with a readable message when the model ca
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,10 +43,15 @@ class Backend(ABC):
     precision: str
     max_seq_length: int
     dimensions: int
+    tokens_add_up: bool = False
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``, special tokens included, without truncation."""
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """``count_tokens`` of each of ``texts``."""
+        return [self.count_tokens(text) for text in texts]
 
     @abstractmethod
     def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -148,9 +158,16 @@ class GraphBackend(Backend):
         self._tokenizer = Tokenizer.from_file(tokenizer_file)
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self.tokens_add_up = tokens_add_up(json.loads(Path(tokenizer_file).read_text(encoding="utf-8")))
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=True).ids)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        # One call: the tokenizers library reads the texts on every core, without the GIL, and
+        # its fast variant skips the character offsets nobody needs here.
+        encodings = self._counter.encode_batch_fast(list(texts), add_special_tokens=True)
+        return [len(encoding.ids) for encoding in encodings]
 
     def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         import numpy as np
@@ -193,6 +210,27 @@ class GraphBackend(Backend):
         """Run the graph on each ``(rows, feed, attention_mask)`` batch and call
         ``store(rows, attention_mask, hidden)`` with its last hidden state, shape
         ``(batch, tokens, dimensions)``; raise the first failure."""
+
+
+def tokens_add_up(tokenizer: dict) -> bool:
+    """Whether the tokenizer described by ``tokenizer`` (a ``tokenizer.json``) tokenises text
+    joined at white space as its parts one after the other: only the BERT recipe is trusted. Its
+    normaliser works character by character (cleaning, lower-casing, accents, spaces around CJK
+    characters), its pre-tokeniser splits at every white space (and punctuation) before
+    WordPiece reads each word alone, and its special tokens are added the same way to any single
+    text. Byte-level BPE (a space belongs to the next word) or SentencePiece (▁) fail this."""
+    normalizer = tokenizer.get("normalizer") or {"type": "BertNormalizer"}
+    pre_tokenizer = tokenizer.get("pre_tokenizer") or {}
+    post_processor = tokenizer.get("post_processor") or {}
+    return (
+        normalizer.get("type") == "BertNormalizer"
+        and pre_tokenizer.get("type") == "BertPreTokenizer"
+        and (tokenizer.get("model") or {}).get("type") == "WordPiece"
+        and post_processor.get("type") in ("TemplateProcessing", "BertProcessing")
+        # An added token is matched in the raw text before it is split: one holding white
+        # space could span a join.
+        and not any(re.search(r"\s", token.get("content", "")) for token in tokenizer.get("added_tokens") or [])
+    )
 
 
 def _pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from documents.embedding_backends.base import Backend, EmbeddingModelError
+from documents.embedding_backends.base import Backend, EmbeddingModelError, tokens_add_up
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +33,8 @@ class TorchBackend(Backend):
             raise EmbeddingModelError(f"cannot load the embedding model from {model_dir}: {exc}") from exc
         self.dimensions = int(self.model.get_embedding_dimension() or 0)
         self.max_seq_length = int(self.model.max_seq_length or 0)
+        backend_tokenizer = getattr(self.model.tokenizer, "backend_tokenizer", None)  # a fast tokenizer's
+        self.tokens_add_up = backend_tokenizer is not None and tokens_add_up(json.loads(backend_tokenizer.to_str()))
 
     def count_tokens(self, text: str) -> int:
         encoded = self.model.tokenizer(

@@ -5,6 +5,7 @@ Token counts come from the real MiniLM tokenizer: the promise is about that mode
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from documents import embeddings
 from documents.chunking import split_sections
+from documents.embedding_backends.base import tokens_add_up
 from documents.extraction import Section
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +36,17 @@ def paragraph(rng: random.Random, sentences: int) -> str:
     return " ".join(sentence(rng) for _ in range(sentences))
 
 
-def split(sections, *, max_tokens=MAX, overlap=32):
-    return split_sections(sections, count_tokens=embeddings.count_tokens, max_tokens=max_tokens, overlap_tokens=overlap)
+def split(sections, *, max_tokens=MAX, overlap=32, added_up=True):
+    """As ingestion splits (``added_up``: counts added up where the tokenizer allows), or by
+    counting every chunk again."""
+    return split_sections(
+        sections,
+        count_tokens=embeddings.count_tokens,
+        max_tokens=max_tokens,
+        overlap_tokens=overlap,
+        count_many=embeddings.count_tokens_many if added_up else None,
+        tokens_add_up=added_up and embeddings.tokens_add_up(),
+    )
 
 
 def assert_fits(drafts, max_tokens=MAX):
@@ -209,6 +220,7 @@ def test_long_runs_of_white_space_split_correctly(text, words):
 # second. A subprocess, so that a regression fails this test instead of hanging the run.
 _SPACES_BETWEEN_WORDS = r"""
 from documents.chunking import split_sections
+from documents.embedding_backends.base import tokens_add_up
 from documents.extraction import Section
 drafts = split_sections(
     [Section(text="alpha" + " " * 2_000_000 + "omega.")],
@@ -229,3 +241,79 @@ def test_sentence_splitting_is_linear_in_a_run_of_spaces():
         pytest.fail("splitting two words apart by 2 MB of spaces ran for more than 20 s: a pattern backtracks")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["alpha", "omega."]
+
+
+# Texts whose counts could go wrong if added up: scripts the normaliser pads or folds, control
+# characters it drops, literal special tokens, cut words, line breaks and quotes at sentence ends.
+_AWKWARD = [
+    "\n\n".join(
+        " ".join(["日本語のテキストです。", "Ελληνικά κείμενα.", "Café naïve RÉSUMÉ.", "emoji 🎉🎉 maths ∑∫√"] * 30)
+        for _ in range(3)
+    ),
+    "A [CLS] literal [SEP] and [MASK] token. " * 120,
+    "Control\x0bcharacters\x0c and\x1c separators\x1f here. Zero\u200bwidth. " * 80,
+    "“Quoted,” she said. (Bracketed.) Done!\tTabbed? Yes… e.g. Dr. Smith paid $3.50 at 10:30.\n" * 60,
+    "line one\nline two\r\nline three\n   indented line\n\n\nnew paragraph " * 90,
+    "short. " + "x" * 3000 + " tail words after a long word. " + "y" * 700,
+    " ".join(f"https://example.org/a/very/long/path?query=string&n={n}" for n in range(400)),
+]
+
+
+@pytest.mark.parametrize("text", _AWKWARD, ids=["scripts", "special", "control", "punctuation", "lines", "cut", "urls"])
+def test_adding_counts_up_chunks_exactly_as_counting_every_chunk(text):
+    assert embeddings.tokens_add_up()  # the bundled MiniLM's WordPiece tokenizer
+    rng = random.Random(12)
+    sections = [Section(text=text), Section(text="\n\n".join(paragraph(rng, rng.randint(1, 14)) for _ in range(20)))]
+    for max_tokens, overlap in ((MAX, 32), (40, 10)):
+        added_up = split(sections, max_tokens=max_tokens, overlap=overlap)
+        assert added_up == split(sections, max_tokens=max_tokens, overlap=overlap, added_up=False)
+        assert_fits(added_up, max_tokens=max_tokens)
+
+
+def test_added_up_counts_read_each_sentence_once_and_never_count_a_chunk_again():
+    single: list[str] = []
+    many: list[list[str]] = []
+
+    def count_one(text):
+        single.append(text)
+        return embeddings.count_tokens(text)
+
+    def count_many(texts):
+        many.append(list(texts))
+        return embeddings.count_tokens_many(texts)
+
+    rng = random.Random(13)
+    text = "\n\n".join(paragraph(rng, rng.randint(2, 14)) for _ in range(30))
+    drafts = split_sections(
+        [Section(text=text)],
+        count_tokens=count_one,
+        max_tokens=MAX,
+        overlap_tokens=32,
+        count_many=count_many,
+        tokens_add_up=True,
+    )
+    assert len(drafts) > 5
+    assert_fits(drafts)
+    sentences = [sentence for part in text.split("\n\n") for sentence in _sentence_texts(part)]
+    assert len(many) == 1 and sorted(many[0]) == sorted(sentences)
+    # Counted one by one: the special tokens, once, and the trailing words of a sentence too long
+    # to start the next chunk whole (its overlap); never a chunk, a paragraph or a sentence.
+    assert single[0] == ""
+    assert all(any(sentence.endswith(tail) and sentence != tail for sentence in sentences) for tail in single[1:])
+    assert len(single) <= len(drafts)
+
+
+def _sentence_texts(paragraph_text: str) -> list[str]:
+    from documents.chunking import _sentences
+
+    return [sentence for sentence, _ in _sentences(paragraph_text)]
+
+
+def test_only_a_bert_style_tokenizer_is_trusted_to_add_up():
+    bert = json.loads(embeddings.model_path().joinpath("tokenizer.json").read_text(encoding="utf-8"))
+    assert tokens_add_up(bert)
+    byte_level = {**bert, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False}}
+    sentencepiece = {**bert, "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}}
+    spaced_token = {**bert, "added_tokens": [*bert["added_tokens"], {"content": "new line", "special": False}]}
+    for tokenizer in (byte_level, sentencepiece, spaced_token, {**bert, "model": {"type": "BPE"}}):
+        assert not tokens_add_up(tokenizer)

@@ -108,6 +108,16 @@ def test_exported_backends_count_tokens_exactly_like_torch(backends, name):
     assert torch_counts[SAMPLES.index(LONG)] > 600  # counted, never truncated
 
 
+@pytest.mark.parametrize("name", ["torch", "onnx", "openvino"])
+def test_every_backend_counts_a_list_in_one_call_and_knows_minilm_counts_add_up(backends, name):
+    backend = backends[name]
+    assert backend.count_tokens_many(SAMPLES) == [backend.count_tokens(text) for text in SAMPLES]
+    assert backend.count_tokens_many([]) == []
+    assert backend.tokens_add_up  # WordPiece after BERT's pre-tokeniser
+    joined = " ".join(SAMPLES)
+    assert backend.count_tokens(joined) == sum(backend.count_tokens_many(SAMPLES)) - (len(SAMPLES) - 1) * 2
+
+
 def test_the_export_matches_its_manifest_and_is_reused(export):
     manifest = json.loads((export / artifact.MANIFEST).read_text())
     assert manifest["fingerprint"] == artifact.fingerprint(embeddings.model_path())
