@@ -112,7 +112,7 @@ class _Splitter:
         self.count_total = count_tokens
         self.count_many = count_many or (lambda texts: [count_tokens(text) for text in texts])
         self.add_up = tokens_add_up
-        self._known: dict[str, int] = {}  # tokens (special ones left out) of texts counted in a batch
+        self._known: dict[str, int] = {}  # tokens (special ones left out) of the section's sentences
         self.special = count_tokens("")  # e.g. [CLS] and [SEP]
         self.max_tokens = max_tokens
         self.budget = max_tokens - self.special  # tokens of text a chunk may hold
@@ -132,8 +132,7 @@ class _Splitter:
         if not text:
             return []
         chunks: list[tuple[str, int]] = []
-        units = self._units_added_up(text) if self.add_up else self._units(text)
-        for group in self._pack(units):
+        for group in self._pack(self._units(text)):
             chunk_text = _join(group).strip()
             if not chunk_text:
                 continue
@@ -148,36 +147,31 @@ class _Splitter:
                 # Token counts are not always additive across a join (pieces of one long word,
                 # other tokenizers): re-cut this chunk by measuring, so the promise still holds.
                 chunks.extend((piece, tokens) for piece, tokens, _ in self._hard_split(chunk_text))
-        self._known.clear()
         return chunks
 
     # -- units ------------------------------------------------------------------------------
 
     def _units(self, text: str) -> list[_Unit]:
-        units: list[_Unit] = []
-        for paragraph in _paragraphs(text):
-            tokens = self.count(paragraph)
-            if tokens <= self.budget and len(paragraph) <= self.max_chars:
-                units.append(_Unit(paragraph, tokens, "\n\n", True))
-            else:
-                units += self._sentence_units(_sentences(paragraph))
-        return units
-
-    def _units_added_up(self, text: str) -> list[_Unit]:
-        """``_units`` for a tokenizer whose counts add up: every sentence of the section is
-        counted in a few calls, and a paragraph's count is the sum of its sentences'."""
-        paragraphs = [(paragraph, _sentences(paragraph)) for paragraph in _paragraphs(text)]
-        texts = [sentence for _, sentences in paragraphs for sentence, _ in sentences]
-        for start in range(0, len(texts), _COUNT_GROUP):
-            group = texts[start : start + _COUNT_GROUP]
-            self._known.update(zip(group, (total - self.special for total in self.count_many(group)), strict=True))
+        """Paragraphs that fit a chunk, else their sentences. When counts add up, every sentence
+        of the section is counted first, in a few calls, and a paragraph's count is the sum of
+        its sentences'; otherwise each paragraph is counted, and a long one's sentences then."""
+        self._known = {}
+        paragraphs = [(paragraph, _sentences(paragraph) if self.add_up else None) for paragraph in _paragraphs(text)]
+        if self.add_up:
+            texts = [sentence for _, sentences in paragraphs for sentence, _ in sentences]
+            for start in range(0, len(texts), _COUNT_GROUP):
+                group = texts[start : start + _COUNT_GROUP]
+                self._known.update(zip(group, (total - self.special for total in self.count_many(group)), strict=True))
         units: list[_Unit] = []
         for paragraph, sentences in paragraphs:
-            tokens = sum(self._known[sentence] for sentence, _ in sentences)
+            if sentences is None:
+                tokens = self.count(paragraph)
+            else:
+                tokens = sum(self._known[sentence] for sentence, _ in sentences)
             if tokens <= self.budget and len(paragraph) <= self.max_chars:
                 units.append(_Unit(paragraph, tokens, "\n\n", True))
             else:
-                units += self._sentence_units(sentences)
+                units += self._sentence_units(sentences if sentences is not None else _sentences(paragraph))
         return units
 
     def _sentence_units(self, sentences: list[tuple[str, str]]) -> list[_Unit]:

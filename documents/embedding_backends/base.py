@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+    from tokenizers import Tokenizer
 
 
 class EmbeddingModelError(RuntimeError):
@@ -158,7 +159,7 @@ class GraphBackend(Backend):
         self._tokenizer = Tokenizer.from_file(tokenizer_file)
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=self.max_seq_length)
-        self.tokens_add_up = tokens_add_up(json.loads(Path(tokenizer_file).read_text(encoding="utf-8")))
+        self.tokens_add_up = tokens_add_up(self._counter)
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=True).ids)
@@ -212,13 +213,15 @@ class GraphBackend(Backend):
         ``(batch, tokens, dimensions)``; raise the first failure."""
 
 
-def tokens_add_up(tokenizer: dict) -> bool:
-    """Whether the tokenizer described by ``tokenizer`` (a ``tokenizer.json``) tokenises text
-    joined at white space as its parts one after the other: only the BERT recipe is trusted. Its
+def tokens_add_up(tokenizer: Tokenizer | dict) -> bool:
+    """Whether ``tokenizer`` (a ``tokenizers.Tokenizer``, or its ``tokenizer.json`` read as a
+    dict) tokenises text joined at white space as its parts one after the other: only the BERT recipe is trusted. Its
     normaliser works character by character (cleaning, lower-casing, accents, spaces around CJK
     characters), its pre-tokeniser splits at every white space (and punctuation) before
     WordPiece reads each word alone, and its special tokens are added the same way to any single
     text. Byte-level BPE (a space belongs to the next word) or SentencePiece (▁) fail this."""
+    if not isinstance(tokenizer, dict):
+        tokenizer = json.loads(tokenizer.to_str())
     normalizer = tokenizer.get("normalizer") or {"type": "BertNormalizer"}
     pre_tokenizer = tokenizer.get("pre_tokenizer") or {}
     post_processor = tokenizer.get("post_processor") or {}

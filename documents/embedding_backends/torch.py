@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ class TorchBackend(Backend):
         self.dimensions = int(self.model.get_embedding_dimension() or 0)
         self.max_seq_length = int(self.model.max_seq_length or 0)
         backend_tokenizer = getattr(self.model.tokenizer, "backend_tokenizer", None)  # a fast tokenizer's
-        self.tokens_add_up = backend_tokenizer is not None and tokens_add_up(json.loads(backend_tokenizer.to_str()))
+        self.tokens_add_up = backend_tokenizer is not None and tokens_add_up(backend_tokenizer)
 
     def count_tokens(self, text: str) -> int:
         encoded = self.model.tokenizer(
