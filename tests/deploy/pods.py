@@ -113,6 +113,13 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.network = f"{self.prefix}-net"
+        # What an interrupted earlier run left behind (a killed pytest never reaches close()).
+        stale = podman("ps", "--all", "--filter", f"name=^{self.prefix}-", "--format", "{{.Names}}").stdout.split()
+        self.containers.extend(stale)
+        self.volumes.extend(podman("volume", "ls", "--filter", f"name=^{self.prefix}-", "--quiet").stdout.split())
+        self.close()
+        self.containers.clear()
+        self.volumes.clear()
         podman("network", "create", self.network)
 
     # -- translation ----------------------------------------------------------------------
