@@ -76,11 +76,11 @@ ENV PYTHONUNBUFFERED=1 \
 # torch comes from PyTorch's CPU-only index (about 200 MB) as the CPU build by name
 # (==<pin>+cpu) and is installed first, so that `pip install -r requirements.txt` finds
 # torch==<pin> already satisfied (2.x.y+cpu matches ==2.x.y) and never pulls the multi-GB
-# CUDA build from PyPI. Everything else comes from
-# PyPI; llama-cpp-python comes only from the wheel built above (--only-binary). A mirror that
-# holds the CPU build can stand in for PyTorch's index (--build-arg TORCH_INDEX_URL=...), and
-# pip reads folders of wheels a build adds (such as one holding the torch CPU wheel) from
-# PIP_FIND_LINKS: empty by default, `make image` passes the host's.
+# CUDA build from PyPI. Everything else comes from PyPI; llama-cpp-python comes only from the
+# wheel built above (--only-binary). A mirror that holds the CPU build can stand in for
+# PyTorch's index (--build-arg TORCH_INDEX_URL=...), and pip reads folders of wheels a build
+# adds (such as one holding the torch CPU wheel) from PIP_FIND_LINKS: empty by default,
+# `make image` passes the host's.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
     PIP_FIND_LINKS=""
 # The wheel is copied rather than bind-mounted from the builder stage: buildah before 1.29

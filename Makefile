@@ -43,7 +43,7 @@ podman:
 		|| echo "podman could not be installed: the container smoke test will be skipped"; }
 
 # The real Dockerfile built with podman as $(IMAGE), on stand-in base images built from Debian
-# packages (deploy/podman/). Cached layers make a rebuild after a code change about a minute.
+# packages (deploy/podman/). Cached layers make a rebuild after a code change take seconds.
 IMAGE ?= localhost/kb:dev
 image: podman
 	@if ! command -v podman >/dev/null; then echo "no podman: the image is not built"; \

@@ -4,6 +4,8 @@ writes are committed and so visible to other processes)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import websockets
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,3 +140,60 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
+
+
+# -- talking to a running site (live servers here, or containers) ---------------------------
+
+
+def document_of(api: httpx.Client, doc_id: str) -> dict:
+    """The document as the API shows it to ``api``'s user."""
+    response = api.get(f"/api/v1/documents/{doc_id}/")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_until_settled(api: httpx.Client, doc_id: str, timeout: float, message: str) -> dict:
+    """The document once it is ready or failed."""
+    return wait_for(
+        lambda: (d := document_of(api, doc_id))["status"] in ("ready", "failed") and d, timeout=timeout, message=message
+    )
+
+
+def wait_until_partly_embedded(api: httpx.Client, doc_id: str, timeout: float, message: str) -> dict:
+    """The document once some, but not necessarily all, of its chunks are embedded."""
+    return wait_for(
+        lambda: (d := document_of(api, doc_id))["status"] == "processing" and d["progress_done"] > 0,
+        timeout=timeout,
+        interval=0.1,
+        message=message,
+    )
+
+
+def long_document(paragraphs: int) -> bytes:
+    """A Markdown document of ``paragraphs`` sections: many chunks, so ingestion takes a while."""
+    lines = ["# Field notes", ""]
+    for i in range(paragraphs):
+        lines += [
+            f"## Plot {i}",
+            "",
+            f"Plot {i} was sown with variety {i * 7 % 13} on day {i % 30 + 1}. The soil moisture "
+            f"reading was {i % 17 + 20} percent and the seedlings reached {i % 9 + 3} centimetres. "
+            "Weeds were removed by hand and the drip line was checked for leaks along its length.",
+            "",
+        ]
+    return "\n".join(lines).encode()
+
+
+async def ask(url: str, conversation: str, token: str, question: str, timeout: float = 120) -> list[dict]:
+    """Ask over the chat websocket; every event until ``done`` or ``error``."""
+    events = []
+    async with websockets.connect(
+        f"{url.replace('http', 'ws', 1)}/ws/chat/{conversation}/",
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as socket_:
+        await socket_.send(json.dumps({"type": "ask", "content": question, "params": {"mode": "greedy"}}))
+        while True:
+            event = json.loads(await asyncio.wait_for(socket_.recv(), timeout=timeout))
+            events.append(event)
+            if event["type"] in ("done", "error"):
+                return events

@@ -22,8 +22,8 @@ from accounts.services import create_api_token
 from chat.models import GenerationStats
 from documents.models import Document, Status
 from kb_site import metrics
-from tests.deploy.test_multiprocess import GUIDE, _ask
-from tests.live import WebServer, Worker, child_env, free_port, wait_for
+from tests.deploy.test_multiprocess import GUIDE
+from tests.live import WebServer, Worker, ask, child_env, free_port, wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -110,7 +110,7 @@ def test_a_live_web_server_and_worker_serve_metrics_on_their_own_ports(tmp_path)
             )
             conversation = api.post("/api/v1/conversations/").json()["id"]
             assert api.get("/metrics").status_code == 404  # not on the site's port
-        events = asyncio.run(_ask(web.url, conversation, token, "How much water do the tomato seedlings get?"))
+        events = asyncio.run(ask(web.url, conversation, token, "How much water do the tomato seedlings get?"))
         assert events[-1]["type"] == "done", events[-1]
 
         # The image's worker check finds `manage.py worker` (deploy/healthcheck.py).

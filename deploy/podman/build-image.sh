@@ -4,8 +4,8 @@
 #
 # Where no registry can be reached (this project's CI machine), the base images are local
 # stand-ins built from Debian packages by bases.sh; set PYTHON_IMAGE to build on the official
-# python:3.11-slim-bookworm instead. torch's CPU build comes from PyTorch's CPU index when it
-# answers, otherwise from the host's pip find-links folders (passed to the build).
+# python:3.11-slim-bookworm instead. torch's CPU build comes from the host's pip find-links
+# folders when one holds it (passed to the build), otherwise from PyTorch's CPU index.
 set -euo pipefail
 
 HERE="$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)"
@@ -21,16 +21,6 @@ fi
 
 # Docker's image format: podman's default (OCI) ignores the Dockerfile's SHELL (bash -o pipefail).
 args=(--format docker --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
-if [ -z "${TORCH_INDEX_URL:-}" ]; then
-    if python3 -c 'import urllib.request as u; u.urlopen("https://download.pytorch.org/whl/cpu/", timeout=10)' 2>/dev/null; then
-        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-    else
-        TORCH_INDEX_URL=https://pypi.org/simple
-        echo "==> PyTorch's index does not answer: torch's CPU build comes from the host's pip find-links"
-    fi
-fi
-args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
-
 # The host's find-links folders (where a torch CPU wheel may lie), from its environment or its
 # pip configuration, mounted into the build read-only. Everything else comes from PyPI.
 pip_setting() {
@@ -38,10 +28,22 @@ pip_setting() {
 }
 find_links="$(pip_setting FIND_LINKS find-links)"
 args+=(--build-arg "PIP_FIND_LINKS=$find_links")
+torch_version="$(sed -n -E 's/^torch==([^ ;#]+).*/\1/p' "$ROOT/requirements.txt")"
+local_torch=""
 for source in $find_links; do
     path="${source#file://}"
-    if [ "${path#/}" != "$path" ] && [ -e "$path" ]; then args+=(--volume "$path:$path:ro"); fi
+    if [ "${path#/}" != "$path" ] && [ -e "$path" ]; then
+        args+=(--volume "$path:$path:ro")
+        if compgen -G "$path/torch-${torch_version}+cpu-*.whl" >/dev/null; then local_torch="$path"; fi
+    fi
 done
+# torch's CPU build: from those folders when one holds it (PyPI stays the index then, and its
+# CUDA build cannot match the pinned `+cpu`), else from PyTorch's CPU index.
+if [ -z "${TORCH_INDEX_URL:-}" ] && [ -n "$local_torch" ]; then
+    TORCH_INDEX_URL=https://pypi.org/simple
+    echo "==> torch ${torch_version}+cpu comes from $local_torch"
+fi
+args+=(--build-arg "TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}")
 
 log="${IMAGE_BUILD_LOG:-$ROOT/var/image-build.log}"
 mkdir -p "$(dirname "$log")"

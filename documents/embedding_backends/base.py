@@ -215,11 +215,12 @@ class GraphBackend(Backend):
 
 def tokens_add_up(tokenizer: Tokenizer | dict) -> bool:
     """Whether ``tokenizer`` (a ``tokenizers.Tokenizer``, or its ``tokenizer.json`` read as a
-    dict) tokenises text joined at white space as its parts one after the other: only the BERT recipe is trusted. Its
-    normaliser works character by character (cleaning, lower-casing, accents, spaces around CJK
-    characters), its pre-tokeniser splits at every white space (and punctuation) before
-    WordPiece reads each word alone, and its special tokens are added the same way to any single
-    text. Byte-level BPE (a space belongs to the next word) or SentencePiece (▁) fail this."""
+    dict) tokenises text joined at white space as its parts one after the other: only the BERT
+    recipe is trusted. Its normaliser works character by character (cleaning, lower-casing,
+    accents, spaces around CJK characters), its pre-tokeniser splits at every white space (and
+    punctuation) before WordPiece reads each word alone, and its special tokens are added the
+    same way to any single text. Byte-level BPE (a space belongs to the next word) or
+    SentencePiece (▁) fail this."""
     if not isinstance(tokenizer, dict):
         tokenizer = json.loads(tokenizer.to_str())
     normalizer = tokenizer.get("normalizer") or {"type": "BertNormalizer"}

@@ -108,6 +108,8 @@ class Stack:
     config: dict[str, dict[str, str]] = field(default_factory=dict)  # ConfigMap overrides
     prefix: str = "kb-smoke"
     containers: list[str] = field(default_factory=list)
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)  # container name -> its spec
+    urls: dict[str, str] = field(default_factory=dict)  # published sites, filled by the caller
     volumes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=podman_flags)
 
@@ -226,6 +228,7 @@ class Stack:
         (container,) = pod_spec(workload)["containers"]
         args = self.run_args(workload, container, name, **kwargs)
         self.containers.append(name)
+        self.specs[name] = container
         podman("run", "--detach", *args, self.image_of(container), *container.get("args", []))
         return name
 
@@ -246,9 +249,10 @@ class Stack:
             raise ValueError(f"unknown probe {probe}")
         return podman("exec", name, *command, check=False, timeout=30).returncode == 0
 
-    def wait_started(self, name: str, container: dict[str, Any], timeout: float = 300) -> None:
-        """Wait until the container's startup (or readiness) probe passes, failing early if
-        the container exits."""
+    def wait_started(self, name: str, timeout: float = 300) -> None:
+        """Wait until the started container's startup (or readiness) probe passes, failing
+        early if the container exits."""
+        container = self.specs[name]
         kind = next((kind for kind in ("startupProbe", "readinessProbe") if kind in container), None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

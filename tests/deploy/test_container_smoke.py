@@ -21,14 +21,12 @@ import io
 import re
 import secrets
 import shutil
-import socket
 
 import httpx
 import pytest
 
 from tests.deploy.pods import Manifests, Stack, container_port, pod_spec, podman
-from tests.deploy.test_multiprocess import _ask, _document, _long_document
-from tests.live import wait_for
+from tests.live import ask, document_of, free_port, long_document, wait_until_partly_embedded, wait_until_settled
 
 IMAGE = "localhost/kb:dev"
 POSTGRES_IMAGE = "localhost/kb-standin/postgres:17-pgvector"
@@ -43,12 +41,6 @@ def _missing() -> str | None:
         if podman("image", "exists", image, check=False).returncode != 0:
             return f"the image {image} is not built (make image)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pdf(lines: list[str]) -> bytes:
@@ -87,7 +79,7 @@ def stack(tmp_path_factory):
         print(f"\ncontainer smoke test skipped: {reason}")
         pytest.skip(reason)
     manifests = Manifests()
-    ports = {"web-1": _free_port(), "web-2": _free_port()}
+    ports = {"web-1": free_port(), "web-2": free_port()}
     origins = ",".join(f"http://127.0.0.1:{port}" for port in ports.values())
     password = secrets.token_hex(16)
     stack = Stack(
@@ -115,7 +107,7 @@ def stack(tmp_path_factory):
     try:
         postgres = manifests.workload("postgres")
         stack.start(postgres, "kb-smoke-postgres", alias="postgres")
-        stack.wait_started("kb-smoke-postgres", pod_spec(postgres)["containers"][0])
+        stack.wait_started("kb-smoke-postgres")
 
         migrate = manifests.workload("migrate")
         (migrate_container,) = pod_spec(migrate)["containers"]
@@ -136,9 +128,8 @@ def stack(tmp_path_factory):
         for name, port in ports.items():
             stack.start(web, f"kb-smoke-{name}", publish={site_port: port})
         for name in ("kb-smoke-llm", "kb-smoke-web-1", "kb-smoke-web-2"):
-            workload = llm if name == "kb-smoke-llm" else web
-            stack.wait_started(name, pod_spec(workload)["containers"][0])
-        stack.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            stack.wait_started(name)
+        stack.urls.update({name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
         yield stack
     finally:
         stack.close()
@@ -155,7 +146,7 @@ def admin(stack):
     return {"username": match[1], "password": match[2], "token": token}
 
 
-def _psql(stack: Stack, sql: str) -> str:
+def _psql(sql: str) -> str:
     return podman("exec", "kb-smoke-postgres", "psql", "-U", "kb", "-d", "kb", "-At", "-c", sql).stdout.strip()
 
 
@@ -173,7 +164,8 @@ def test_every_role_runs_as_the_manifests_say_and_both_web_containers_are_ready(
     worker = pod_spec(stack.manifests.workload("worker"))["containers"][0]
     assert stack.probe("kb-smoke-worker", worker, "livenessProbe")
     # pgvector as the migrations installed it.
-    assert _psql(stack, "SELECT extversion FROM pg_extension WHERE extname = 'vector'") >= "0.5"
+    version = _psql("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    assert tuple(int(part) for part in version.split(".")[:2]) >= (0, 5), version
     # The llm server converted the bundled model into its writable models volume.
     assert re.search(r"entrypoint: serving /models/\S+\.gguf", stack.logs("kb-smoke-llm", tail=None))
 
@@ -205,8 +197,9 @@ def test_a_pdf_uploaded_through_web_1_is_answered_from_through_web_2_by_the_llm_
         uploaded = web_1.post("/api/v1/documents/", files={"file": ("handbook.pdf", HANDBOOK, "application/pdf")})
         assert uploaded.status_code == 201, uploaded.text
         doc_id = uploaded.json()["id"]
-        ready = wait_for(
-            lambda: (d := _document(web_2, doc_id))["status"] in ("ready", "failed") and d,
+        ready = wait_until_settled(
+            web_2,
+            doc_id,
             timeout=180,
             message=f"the worker container to ingest the PDF\n{stack.logs('kb-smoke-worker')}",
         )
@@ -214,7 +207,7 @@ def test_a_pdf_uploaded_through_web_1_is_answered_from_through_web_2_by_the_llm_
         conversation = web_2.post("/api/v1/conversations/").json()["id"]
     llm_requests_before = stack.logs("kb-smoke-llm", tail=None).count("/v1/chat/completions")
 
-    events = asyncio.run(_ask(stack.urls["web-2"], conversation, admin["token"], "What is the sprinkler code?"))
+    events = asyncio.run(ask(stack.urls["web-2"], conversation, admin["token"], "What is the sprinkler code?"))
     kinds = [event["type"] for event in events]
     assert "error" not in kinds, events
     assert kinds[-1] == "done"
@@ -245,29 +238,26 @@ def test_a_pdf_uploaded_through_web_1_is_answered_from_through_web_2_by_the_llm_
 def test_a_worker_container_killed_mid_ingestion_and_started_again_leaves_one_chunk_set(stack, admin):
     headers = {"Authorization": f"Bearer {admin['token']}"}
     with httpx.Client(base_url=stack.urls["web-1"], headers=headers, timeout=30) as api:
-        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", _long_document(400))})
+        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", long_document(400))})
         assert uploaded.status_code == 201, uploaded.text
         doc_id = uploaded.json()["id"]
-        wait_for(
-            lambda: (d := _document(api, doc_id))["status"] == "processing" and d["progress_done"] > 0,
-            timeout=180,
-            interval=0.1,
-            message=f"ingestion to start\n{stack.logs('kb-smoke-worker')}",
+        wait_until_partly_embedded(
+            api, doc_id, timeout=180, message=f"ingestion to start\n{stack.logs('kb-smoke-worker')}"
         )
         podman("kill", "--signal", "KILL", "kb-smoke-worker")
-        killed_at = _document(api, doc_id)
+        killed_at = document_of(api, doc_id)
         assert killed_at["status"] == "processing"
         assert killed_at["progress_done"] < killed_at["progress_total"]
 
         podman("start", "kb-smoke-worker")
-        done = wait_for(
-            lambda: (d := _document(api, doc_id))["status"] in ("ready", "failed") and d,
+        done = wait_until_settled(
+            api,
+            doc_id,
             timeout=300,
             message=f"the restarted worker to finish the document\n{stack.logs('kb-smoke-worker')}",
         )
     assert done["status"] == "ready", done["error"]
     count, distinct, top = _psql(
-        stack,
         "SELECT count(*), count(DISTINCT c.ordinal), max(c.ordinal) FROM documents_chunk c "
         f"JOIN documents_document d ON d.id = c.document_id WHERE d.public_id = '{doc_id}'",
     ).split("|")

@@ -10,16 +10,23 @@ one set of chunks.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 import pytest
-import websockets
 from django.contrib.auth.models import User
 
 from accounts.services import create_api_token
 from documents.models import Chunk, Document, Status
-from tests.live import WebServer, Worker, child_env, wait_for
+from tests.live import (
+    WebServer,
+    Worker,
+    ask,
+    child_env,
+    document_of,
+    long_document,
+    wait_until_partly_embedded,
+    wait_until_settled,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,26 +38,6 @@ GUIDE = (
     "## Heating\n\n"
     "Keep the greenhouse above twelve degrees Celsius at night in spring.\n"
 )
-
-
-def _document(api: httpx.Client, doc_id: str) -> dict:
-    response = api.get(f"/api/v1/documents/{doc_id}/")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _long_document(paragraphs: int) -> bytes:
-    lines = ["# Field notes", ""]
-    for i in range(paragraphs):
-        lines += [
-            f"## Plot {i}",
-            "",
-            f"Plot {i} was sown with variety {i * 7 % 13} on day {i % 30 + 1}. The soil moisture "
-            f"reading was {i % 17 + 20} percent and the seedlings reached {i % 9 + 3} centimetres. "
-            "Weeds were removed by hand and the drip line was checked for leaks along its length.",
-            "",
-        ]
-    return "\n".join(lines).encode()
 
 
 @pytest.fixture
@@ -78,20 +65,6 @@ def cluster(tmp_path):
             process.stop()
 
 
-async def _ask(url: str, conversation: str, token: str, question: str) -> list[dict]:
-    events = []
-    async with websockets.connect(
-        f"{url.replace('http', 'ws', 1)}/ws/chat/{conversation}/",
-        additional_headers={"Authorization": f"Bearer {token}"},
-    ) as socket:
-        await socket.send(json.dumps({"type": "ask", "content": question, "params": {"mode": "greedy"}}))
-        while True:
-            event = json.loads(await asyncio.wait_for(socket.recv(), timeout=120))
-            events.append(event)
-            if event["type"] in ("done", "error"):
-                return events
-
-
 def test_upload_through_one_web_process_is_searchable_and_chatable_through_another(cluster, alice_live):
     _, token = alice_live
     headers = {"Authorization": f"Bearer {token}"}
@@ -103,10 +76,8 @@ def test_upload_through_one_web_process_is_searchable_and_chatable_through_anoth
         assert uploaded.status_code == 201, uploaded.text
         doc_id = uploaded.json()["id"]
 
-        ready = wait_for(
-            lambda: (d := _document(api_b, doc_id))["status"] in ("ready", "failed") and d,
-            timeout=120,
-            message=f"the worker to ingest the document\n{cluster['worker'].log()}",
+        ready = wait_until_settled(
+            api_b, doc_id, timeout=120, message=f"the worker to ingest the document\n{cluster['worker'].log()}"
         )
         assert ready["status"] == "ready", ready["error"]
         assert ready["chunk_count"] >= 1
@@ -116,7 +87,7 @@ def test_upload_through_one_web_process_is_searchable_and_chatable_through_anoth
         assert found[0]["location"].startswith("Greenhouse guide")
 
         conversation = api_b.post("/api/v1/conversations/").json()["id"]
-    events = asyncio.run(_ask(cluster["b"].url, conversation, token, "How much water do the tomato seedlings get?"))
+    events = asyncio.run(ask(cluster["b"].url, conversation, token, "How much water do the tomato seedlings get?"))
     kinds = [e["type"] for e in events]
     assert "error" not in kinds, events
     sources = next(e for e in events if e["type"] == "sources")["sources"]
@@ -137,29 +108,22 @@ def test_a_worker_killed_mid_ingestion_is_replaced_and_the_document_ends_with_on
     _, token = alice_live
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=cluster["a"].url, headers=headers, timeout=30) as api:
-        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", _long_document(400))})
+        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", long_document(400))})
         assert uploaded.status_code == 201, uploaded.text
         doc_id = uploaded.json()["id"]
 
         # Kill the worker once it has embedded some, but not all, of the chunks.
-        wait_for(
-            lambda: (d := _document(api, doc_id))["status"] == "processing" and d["progress_done"] > 0,
-            timeout=120,
-            interval=0.1,
-            message=f"ingestion to start\n{cluster['worker'].log()}",
-        )
+        wait_until_partly_embedded(api, doc_id, timeout=120, message=f"ingestion to start\n{cluster['worker'].log()}")
         cluster["worker"].kill()
-        killed_at = _document(api, doc_id)
+        killed_at = document_of(api, doc_id)
         assert killed_at["status"] == "processing"
         assert killed_at["progress_done"] < killed_at["progress_total"]
         assert Chunk.objects.filter(document__public_id=doc_id).count() == 0
 
         replacement = Worker(cluster["env"], cluster["tmp"], "worker-2")
         cluster["processes"].append(replacement)
-        done = wait_for(
-            lambda: (d := _document(api, doc_id))["status"] in ("ready", "failed") and d,
-            timeout=240,
-            message=f"the new worker to finish the document\n{replacement.log()}",
+        done = wait_until_settled(
+            api, doc_id, timeout=240, message=f"the new worker to finish the document\n{replacement.log()}"
         )
     assert done["status"] == "ready", done["error"]
     document = Document.objects.get(public_id=doc_id)

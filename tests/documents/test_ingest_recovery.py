@@ -12,22 +12,9 @@ from django_q.conf import Conf
 
 from documents.models import Document, Status
 from documents.services import upload_document
-from tests.live import Worker, child_env, wait_for
+from tests.live import Worker, child_env, long_document, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def _field_notes(paragraphs: int) -> bytes:
-    lines = ["# Field notes", ""]
-    for i in range(paragraphs):
-        lines += [
-            f"## Plot {i}",
-            "",
-            f"Plot {i} was sown with variety {i * 7 % 13} on day {i % 30 + 1}; the soil moisture was "
-            f"{i % 17 + 20} percent and the seedlings reached {i % 9 + 3} centimetres by the end of the week.",
-            "",
-        ]
-    return "\n".join(lines).encode()
 
 
 def _state(pk: int) -> dict:
@@ -46,7 +33,7 @@ def test_a_sigkilled_worker_s_document_is_ready_again_through_its_lease(tmp_path
     second = None
     try:
         with transaction.atomic():
-            document, _ = upload_document(owner, file_name="notes.md", data=_field_notes(300))
+            document, _ = upload_document(owner, file_name="notes.md", data=long_document(300))
         wait_for(
             lambda: (s := _state(document.pk))["status"] == "processing" and s["progress_done"] > 0,
             timeout=180,
