@@ -411,6 +411,16 @@ def _retrieval(run: dict, result: dict) -> list[str]:
         "few chunks it may sort that reader's rows exactly instead, through the `document_id` index).",
         "",
     ]
+    if result.get("real_lid"):
+        real = result["real_lid"]
+        lids = ", ".join(f"{step['chunks']:,} chunks {step['lid']}" for step in result["scales"] if "lid" in step)
+        out += [
+            "Local intrinsic dimensionality (median Levina–Bickel estimate over each query's 20 nearest "
+            f"neighbours): the synthetic vectors, {lids}; real MiniLM embeddings ({real['vectors']:,} windows, "
+            f"{real['queries']} SciFact claims as queries) {real['lid']}. The higher it is, the harder any graph "
+            "index finds the true neighbours.",
+            "",
+        ]
     rows = []
     for step in result["scales"]:
         for reader, figures in step["readers"].items():
