@@ -145,6 +145,14 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "c
 # -- talking to a running site (live servers here, or containers) ---------------------------
 
 
+def upload(api: httpx.Client, name: str, data: bytes, content_type: str | None = None) -> str:
+    """Upload one file through the API as ``api``'s user; the new document's id."""
+    file = (name, data, content_type) if content_type else (name, data)
+    response = api.post("/api/v1/documents/", files={"file": file})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 def document_of(api: httpx.Client, doc_id: str) -> dict:
     """The document as the API shows it to ``api``'s user."""
     response = api.get(f"/api/v1/documents/{doc_id}/")

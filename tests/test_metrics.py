@@ -23,7 +23,7 @@ from chat.models import GenerationStats
 from documents.models import Document, Status
 from kb_site import metrics
 from tests.deploy.test_multiprocess import GUIDE
-from tests.live import WebServer, Worker, ask, child_env, free_port, wait_for
+from tests.live import WebServer, Worker, ask, child_env, free_port, upload, wait_until_settled
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -100,14 +100,11 @@ def test_a_live_web_server_and_worker_serve_metrics_on_their_own_ports(tmp_path)
         web.wait_ready()
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=web.url, headers=headers, timeout=30) as api:
-            uploaded = api.post("/api/v1/documents/", files={"file": ("greenhouse.md", GUIDE.encode())})
-            assert uploaded.status_code == 201, uploaded.text
-            doc_id = uploaded.json()["id"]
-            wait_for(
-                lambda: api.get(f"/api/v1/documents/{doc_id}/").json()["status"] == "ready",
-                timeout=120,
-                message=f"the worker to ingest the document\n{worker.log()}",
+            doc_id = upload(api, "greenhouse.md", GUIDE.encode())
+            ready = wait_until_settled(
+                api, doc_id, timeout=120, message=f"the worker to ingest the document\n{worker.log()}"
             )
+            assert ready["status"] == "ready", ready["error"]
             conversation = api.post("/api/v1/conversations/").json()["id"]
             assert api.get("/metrics").status_code == 404  # not on the site's port
         events = asyncio.run(ask(web.url, conversation, token, "How much water do the tomato seedlings get?"))

@@ -26,7 +26,15 @@ import httpx
 import pytest
 
 from tests.deploy.pods import Manifests, Stack, container_port, pod_spec, podman
-from tests.live import ask, document_of, free_port, long_document, wait_until_partly_embedded, wait_until_settled
+from tests.live import (
+    ask,
+    document_of,
+    free_port,
+    long_document,
+    upload,
+    wait_until_partly_embedded,
+    wait_until_settled,
+)
 
 IMAGE = "localhost/kb:dev"
 POSTGRES_IMAGE = "localhost/kb-standin/postgres:17-pgvector"
@@ -194,9 +202,7 @@ def test_a_pdf_uploaded_through_web_1_is_answered_from_through_web_2_by_the_llm_
         httpx.Client(base_url=stack.urls["web-1"], headers=headers, timeout=30) as web_1,
         httpx.Client(base_url=stack.urls["web-2"], headers=headers, timeout=30) as web_2,
     ):
-        uploaded = web_1.post("/api/v1/documents/", files={"file": ("handbook.pdf", HANDBOOK, "application/pdf")})
-        assert uploaded.status_code == 201, uploaded.text
-        doc_id = uploaded.json()["id"]
+        doc_id = upload(web_1, "handbook.pdf", HANDBOOK, "application/pdf")
         ready = wait_until_settled(
             web_2,
             doc_id,
@@ -238,9 +244,7 @@ def test_a_pdf_uploaded_through_web_1_is_answered_from_through_web_2_by_the_llm_
 def test_a_worker_container_killed_mid_ingestion_and_started_again_leaves_one_chunk_set(stack, admin):
     headers = {"Authorization": f"Bearer {admin['token']}"}
     with httpx.Client(base_url=stack.urls["web-1"], headers=headers, timeout=30) as api:
-        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", long_document(400))})
-        assert uploaded.status_code == 201, uploaded.text
-        doc_id = uploaded.json()["id"]
+        doc_id = upload(api, "notes.md", long_document(400))
         wait_until_partly_embedded(
             api, doc_id, timeout=180, message=f"ingestion to start\n{stack.logs('kb-smoke-worker')}"
         )

@@ -24,6 +24,7 @@ from tests.live import (
     child_env,
     document_of,
     long_document,
+    upload,
     wait_until_partly_embedded,
     wait_until_settled,
 )
@@ -72,9 +73,7 @@ def test_upload_through_one_web_process_is_searchable_and_chatable_through_anoth
         httpx.Client(base_url=cluster["a"].url, headers=headers, timeout=30) as api_a,
         httpx.Client(base_url=cluster["b"].url, headers=headers, timeout=30) as api_b,
     ):
-        uploaded = api_a.post("/api/v1/documents/", files={"file": ("greenhouse.md", GUIDE.encode())})
-        assert uploaded.status_code == 201, uploaded.text
-        doc_id = uploaded.json()["id"]
+        doc_id = upload(api_a, "greenhouse.md", GUIDE.encode())
 
         ready = wait_until_settled(
             api_b, doc_id, timeout=120, message=f"the worker to ingest the document\n{cluster['worker'].log()}"
@@ -108,9 +107,7 @@ def test_a_worker_killed_mid_ingestion_is_replaced_and_the_document_ends_with_on
     _, token = alice_live
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=cluster["a"].url, headers=headers, timeout=30) as api:
-        uploaded = api.post("/api/v1/documents/", files={"file": ("notes.md", long_document(400))})
-        assert uploaded.status_code == 201, uploaded.text
-        doc_id = uploaded.json()["id"]
+        doc_id = upload(api, "notes.md", long_document(400))
 
         # Kill the worker once it has embedded some, but not all, of the chunks.
         wait_until_partly_embedded(api, doc_id, timeout=120, message=f"ingestion to start\n{cluster['worker'].log()}")
